@@ -1,0 +1,1 @@
+"""RhymeFlow core: pure torch, importable and testable without ComfyUI."""

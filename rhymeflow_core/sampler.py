@@ -1,0 +1,200 @@
+"""The asynchronous RhymeFlow sampler, written against ComfyUI's KSAMPLER contract.
+
+``sample_rhymeflow(model, x, sigmas, extra_args, callback, disable, ...)`` is what ComfyUI calls with
+``model(x, sigma, **extra_args) -> denoised`` (CFG applied). It works on ``denoised`` only, so the
+flow velocity is ``(x - denoised) / sigma`` and every step is an ODE step in sigma.
+
+Schedule (``schedule.py``): ``warmup`` full steps for every frame; keyframes are chosen from the last
+warm-up x0 prediction; then groups start at rhythmic sync points (full pass, context recorded).
+Inside a group keyframes take one solver step per step from keyframe-only passes, while non-keyframes
+jump to the group's end along the sync point's trajectory (``projection.py``); their in-between
+latents are that trajectory projected. Every frame lands on the final sigma.
+
+Supported model_sampling: ComfyUI's ``CONST`` (rectified flow: Wan, HunyuanVideo, LTX-Video, Mochi).
+Others are refused, since the projection assumes flow-straight trajectories.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+import torch
+
+from .keyframes import KeyframePlan, select_keyframes
+from .patch import KEY, RhymeFlowHolder
+from .projection import PROJECTIONS, project
+from .schedule import ROLE_KEY, ROLE_SKIP, ROLE_SYNC, ROLE_WARMUP, ScheduleConfig, sync_groups
+
+SOLVERS = ("euler", "ab2")
+NODE = "RhymeFlow Async Sampler"
+log = logging.getLogger("rhymeflow")
+
+
+class SolverState:
+    """Per-frame multistep history for the keyframe solver (``ab2``: variable-step Adams-Bashforth 2)."""
+
+    def __init__(self, method: str):
+        if method not in SOLVERS:
+            raise ValueError(f"{NODE}: keyframe_solver={method!r}; accepted: {', '.join(SOLVERS)}")
+        self.method = method
+        self.v_prev: torch.Tensor | None = None
+        self.h_prev: float | None = None
+
+    def step(self, z: torch.Tensor, v: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
+        h = sigma_next - sigma
+        out = z + h * v
+        if self.method == "ab2" and self.v_prev is not None and self.h_prev:
+            r = h / (2 * self.h_prev)
+            out = out + (h * r) * (v - self.v_prev)
+        self.v_prev, self.h_prev = v, h
+        return out
+
+
+def _check_flow(model) -> None:
+    ms = getattr(getattr(getattr(model, "inner_model", None), "inner_model", None), "model_sampling", None)
+    if ms is not None and "CONST" not in {c.__name__ for c in type(ms).__mro__}:
+        raise ValueError(f"{NODE}: model_sampling {type(ms).__name__} is not supported; RhymeFlow needs a flow model "
+                         "(ComfyUI CONST: Wan, HunyuanVideo, LTX-Video, Mochi)")
+
+
+def _holder(extra_args: dict) -> RhymeFlowHolder:
+    holder = extra_args.get("model_options", {}).get("transformer_options", {}).get(KEY)
+    if not isinstance(holder, RhymeFlowHolder):
+        raise ValueError(f"{NODE}: the MODEL has no RhymeFlow Projection Patch. Connect MODEL -> RhymeFlow Projection Patch "
+                         "-> your guider; without it keyframe-only passes cannot run.")
+    return holder
+
+
+@torch.no_grad()
+def sample_dense(model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None, callback=None, disable=None,
+                 solver: str = "euler") -> torch.Tensor:
+    """Every frame, every step: the reference RhymeFlow is measured against (``euler`` = ComfyUI's euler)."""
+    extra_args = {} if extra_args is None else extra_args
+    state = SolverState(solver)
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in, **extra_args)
+        if callback is not None:
+            callback({"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": denoised})
+        x = state.step(x, (x - denoised) / float(sigmas[i]), float(sigmas[i]), float(sigmas[i + 1]))
+    return x
+
+
+@torch.no_grad()
+def sample_rhymeflow(model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None, callback=None, disable=None,
+                     plan: KeyframePlan = KeyframePlan(), schedule: ScheduleConfig = ScheduleConfig(),
+                     keyframe_solver: str = "euler", projection: str = "linear",
+                     select: Callable[[torch.Tensor], tuple[list[int], list[float]]] | None = None) -> torch.Tensor:
+    """Run RhymeFlow. ``select`` overrides keyframe selection (tests use it to make every frame a keyframe)."""
+    extra_args = {} if extra_args is None else extra_args
+    if x.ndim != 5:
+        raise ValueError(f"{NODE}: latent has shape {tuple(x.shape)}; RhymeFlow needs a video latent [B, C, frames, H, W] (an image latent has no frames to skip)")
+    if x.shape[2] < 3:
+        raise ValueError(f"{NODE}: the latent has {x.shape[2]} frames; RhymeFlow needs at least 3 latent frames")
+    if projection not in PROJECTIONS:
+        raise ValueError(f"{NODE}: projection={projection!r}; accepted: {', '.join(PROJECTIONS)}")
+    steps = len(sigmas) - 1
+    schedule.validate(steps)
+    _check_flow(model)
+    holder = _holder(extra_args)
+    warm = SolverState(keyframe_solver)
+    frames = x.shape[2]
+    roles = torch.full((frames, steps), ROLE_WARMUP, dtype=torch.uint8)
+    run = holder.new_run()
+    s_in = x.new_ones([x.shape[0]])
+    sig = [float(s) for s in sigmas]
+    t_start = time.perf_counter()
+
+    def call(z: torch.Tensor, i: int, mode: str) -> torch.Tensor:
+        run.mode = mode
+        return model(z, sigmas[i] * s_in, **extra_args)
+
+    def report(i: int, z: torch.Tensor, denoised: torch.Tensor) -> None:
+        if callback is not None:
+            callback({"x": z, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": denoised})
+
+    try:
+        for i in range(schedule.warmup):
+            denoised = call(x, i, "full")
+            report(i, x, denoised)
+            v = (x - denoised) / sig[i]
+            if i == schedule.warmup - 1:
+                key_list, scores = select(denoised) if select is not None else _select(denoised, plan)
+            x = warm.step(x, v, sig[i], sig[i + 1])
+        key_set = set(key_list)
+        keys_cpu = torch.tensor(key_list, dtype=torch.long)
+        other_cpu = torch.tensor([f for f in range(frames) if f not in key_set], dtype=torch.long)
+        keys, other = keys_cpu.to(x.device), other_cpu.to(x.device)
+        run.set_keyframes(keys)
+        key_solver, other_solver = _split_history(warm, keys, keyframe_solver), _split_history(warm, other, keyframe_solver)
+        v_prev, sigma_prev = warm.v_prev, sig[schedule.warmup - 1]
+        for i, end in sync_groups(steps, schedule):
+            denoised = call(x, i, "record")
+            report(i, x, denoised)
+            roles[:, i] = ROLE_SYNC
+            v = (x - denoised) / sig[i]
+            z_key = key_solver.step(x.index_select(2, keys), v.index_select(2, keys), sig[i], sig[i + 1])
+            z_other, v_other = x.index_select(2, other), v.index_select(2, other)
+            v_prev_other = v_prev.index_select(2, other)
+            if end == i + 1:  # a one-step group: every frame takes an ordinary solver step
+                other_solver.h_prev = sig[i] - sigma_prev
+                z_end = other_solver.step(z_other, v_other, sig[i], sig[end])
+            else:
+                z_end = project(z_other, v_other, sig[i], sig[end], projection, v_prev_other, sigma_prev)
+                other_solver.v_prev = v_other
+            for j in range(i + 1, end):
+                x_j = x.clone()
+                x_j.index_copy_(2, keys, z_key)
+                x_j.index_copy_(2, other, project(z_other, v_other, sig[i], sig[j], projection, v_prev_other, sigma_prev))
+                denoised = call(x_j, j, "keyframe")
+                v_key = (z_key - denoised.index_select(2, keys)) / sig[j]
+                denoised.index_copy_(2, other, x_j.index_select(2, other) - sig[j] * v_other)
+                report(j, x_j, denoised)
+                roles[keys_cpu, j] = ROLE_KEY
+                roles[other_cpu, j] = ROLE_SKIP
+                z_key = key_solver.step(z_key, v_key, sig[j], sig[j + 1])
+            x = x.clone()
+            x.index_copy_(2, keys, z_key)
+            x.index_copy_(2, other, z_end)
+            v_prev, sigma_prev = v, sig[i]
+        holder.last_stats = _stats(run, roles, key_list, scores, schedule, time.perf_counter() - t_start)
+        log.info("RhymeFlow: %d full + %d keyframe-only steps, keyframes %s", holder.last_stats["full_passes"],
+                 holder.last_stats["keyframe_passes"], key_list)
+        return x
+    finally:
+        holder.end_run()
+
+
+def _select(denoised: torch.Tensor, plan: KeyframePlan) -> tuple[list[int], list[float]]:
+    chosen = select_keyframes(denoised, plan)
+    return list(chosen.indices), list(chosen.scores)
+
+
+def _split_history(state: SolverState, frames: torch.Tensor, method: str) -> SolverState:
+    """The warm-up solver history restricted to ``frames``, so multistep solvers continue seamlessly."""
+    out = SolverState(method)
+    out.v_prev = state.v_prev.index_select(2, frames) if state.v_prev is not None else None
+    out.h_prev = state.h_prev
+    return out
+
+
+def _stats(run, roles: torch.Tensor, keyframes: list[int], scores: list[float], schedule: ScheduleConfig, seconds: float) -> dict:
+    """What the UI shows after a run: the realised step map and what it cost."""
+    full_steps = int(((roles == ROLE_WARMUP) | (roles == ROLE_SYNC)).all(dim=0).sum())
+    steps = roles.shape[1]
+    full_seconds = run.seconds["full"] + run.seconds["record"]
+    dit_seconds = sum(run.seconds.values())
+    return {
+        "roles": roles.tolist(),
+        "keyframes": keyframes,
+        "scores": [round(float(s), 4) for s in scores],
+        "warmup": schedule.warmup,
+        "full_passes": full_steps,
+        "keyframe_passes": steps - full_steps,
+        "dit_seconds": round(dit_seconds, 3),
+        "sampler_seconds": round(seconds, 3),
+        # dense time estimated from this run's own full passes: steps x (mean full-step time)
+        "estimated_speedup": round(steps * full_seconds / max(full_steps, 1) / max(dit_seconds, 1e-9), 3),
+        "cache_bytes": run.cache.nbytes(),
+    }

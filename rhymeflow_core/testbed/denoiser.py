@@ -1,0 +1,44 @@
+"""The test bed's stand-in for ComfyUI's guided model call: ``model(x, sigma, **extra_args) -> denoised``.
+
+Why: RhymeFlow's sampler is written against the k-diffusion contract ComfyUI hands to a KSAMPLER
+function (CFG already applied, x0 returned, ``extra_args["model_options"]["transformer_options"]``
+reaching the DiT). This class gives the same contract on the bare test-bed model, with cond and
+uncond batched in one DiT call and ``cond_or_uncond`` set as ComfyUI sets it, so the sampler and the
+model patches run in CI exactly as they run in ComfyUI.
+"""
+from __future__ import annotations
+
+import torch
+
+from .conditioning import class_context, null_context
+from .wan_dit import WanModel
+
+
+class TestbedDenoiser:
+    """CFG-guided x0 prediction for one class; counts DiT calls (one per CFG batch)."""
+
+    def __init__(self, model: WanModel, cls: int, cfg_scale: float = 3.0):
+        self.model = model
+        self.cfg_scale = float(cfg_scale)
+        dtype = next(model.parameters()).dtype
+        self.cond = class_context(cls, dtype=dtype)
+        self.uncond = null_context(dtype=dtype)
+        self.calls = 0
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, model_options: dict | None = None, seed: int | None = None) -> torch.Tensor:
+        to = dict((model_options or {}).get("transformer_options", {}))
+        b = x.shape[0]
+        sig = sigma.reshape(-1)[:1].expand(b) if torch.is_tensor(sigma) else torch.full((b,), float(sigma))
+        use_cfg = self.cfg_scale != 1.0
+        xin = torch.cat([x, x]) if use_cfg else x
+        ctx = torch.cat([self.cond.expand(b, -1, -1), self.uncond.expand(b, -1, -1)]) if use_cfg else self.cond.expand(b, -1, -1)
+        to["cond_or_uncond"] = [0, 1] if use_cfg else [0]
+        to["sigmas"] = sig[:1]
+        s = torch.cat([sig, sig]) if use_cfg else sig
+        v = self.model(xin.to(self.cond.dtype), s.to(self.cond.dtype) * 1000, ctx, transformer_options=to).to(x.dtype)
+        self.calls += 1
+        x0 = xin - s.view(-1, 1, 1, 1, 1).to(x.dtype) * v
+        if not use_cfg:
+            return x0
+        c, u = x0.chunk(2)
+        return u + self.cfg_scale * (c - u)

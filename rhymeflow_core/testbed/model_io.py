@@ -1,0 +1,35 @@
+"""Where the trained test-bed checkpoint lives and how to load it back into the reference model."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from .wan_dit import WanConfig, WanModel
+
+DEFAULT_DIR = Path(__file__).resolve().parent / "weights"
+CHECKPOINT_NAME = "testbed_wan.safetensors"
+CARD_NAME = "testbed_wan.json"
+TRAIN_SHIFT = 3.0  # sigma shift used for training and sampling (ComfyUI: ModelSamplingSD3 shift=3)
+
+
+def checkpoint_path(folder: Path = DEFAULT_DIR) -> Path:
+    return folder / CHECKPOINT_NAME
+
+
+def load_card(folder: Path = DEFAULT_DIR) -> dict:
+    return json.loads((folder / CARD_NAME).read_text())
+
+
+def load_model(folder: Path = DEFAULT_DIR, dtype: torch.dtype = torch.float32) -> WanModel:
+    """The trained reference model in eval mode; the config comes from the model card."""
+    path = checkpoint_path(folder)
+    if not path.exists():
+        raise FileNotFoundError(f"test-bed checkpoint {path} is missing; train it with `python -m rhymeflow_core.testbed.train`")
+    cfg = load_card(folder)["config"]
+    cfg["patch_size"] = tuple(cfg["patch_size"])
+    model = WanModel(WanConfig(**cfg))
+    model.load_state_dict({k: v.to(dtype) for k, v in load_file(str(path)).items()})
+    return model.to(dtype).eval().requires_grad_(False)
