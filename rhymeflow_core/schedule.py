@@ -167,17 +167,18 @@ class ModelDims:
     text_tokens: int = 512
 
 
-def pass_flops(d: ModelDims, active_frames: int, batch: int = 1) -> float:
+def pass_flops(d: ModelDims, active_frames: int, batch: int = 1, kv_cached: bool = False) -> float:
     """FLOPs (2 x multiply-adds) of one transformer pass whose queries are ``active_frames`` frames.
 
-    Q/O projections, cross-attention queries and the FFN run on the active tokens; K/V projections
-    and the attention keys cover all frames (keyframe queries attend to the full context).
+    Q/O projections, cross-attention queries and the FFN run on the active tokens; the attention keys
+    cover all frames (keyframe queries attend to the full context). K/V projections cover all frames
+    too, unless ``kv_cached`` (the ``kv`` context mode: non-keyframe K/V come from the cache).
     ``active_frames == d.frames`` is the dense pass. Patch embedding, the head and element-wise ops
-    are left out (well under 0.1% of a pass).
+    are left out (well under 0.1% of a pass at real sizes).
     """
     n, dim = d.tokens_per_frame, d.dim
     s, sa = d.frames * n, active_frames * n
-    self_attn = 2 * sa * dim**2 + 2 * s * dim**2 + 2 * sa * s * dim
+    self_attn = 2 * sa * dim**2 + 2 * (sa if kv_cached else s) * dim**2 + 2 * sa * s * dim
     cross_attn = 2 * sa * dim**2 + 2 * d.text_tokens * dim**2 + 2 * sa * d.text_tokens * dim
     ffn = 2 * sa * dim * d.ffn_dim
     return 2.0 * d.layers * batch * (self_attn + cross_attn + ffn)
@@ -189,7 +190,7 @@ def attention_share(d: ModelDims) -> float:
     return 2.0 * d.layers * 2 * s * s * d.dim / pass_flops(d, d.frames)
 
 
-def flop_ideal_speedup(step_map: StepMap, d: ModelDims) -> float:
+def flop_ideal_speedup(step_map: StepMap, d: ModelDims, kv_cached: bool = False) -> float:
     """Dense cost (one full pass per step) over the RhymeFlow cost; an upper bound on wall-clock gain."""
     frames, steps = step_map.roles.shape
     if frames != d.frames:
@@ -198,7 +199,7 @@ def flop_ideal_speedup(step_map: StepMap, d: ModelDims) -> float:
             "use dataclasses.replace(dims, frames=...)"
         )
     full = pass_flops(d, d.frames)
-    rhyme = step_map.full_passes() * full + step_map.keyframe_passes() * pass_flops(d, len(step_map.keyframes))
+    rhyme = step_map.full_passes() * full + step_map.keyframe_passes() * pass_flops(d, len(step_map.keyframes), kv_cached=kv_cached)
     return steps * full / rhyme
 
 

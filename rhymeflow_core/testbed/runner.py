@@ -28,6 +28,7 @@ class Job:
     steps: int = 30
     cfg: float = 3.0
     shift: float = TRAIN_SHIFT
+    batch_cfg: bool = True  # False: cond and uncond in separate DiT calls
 
 
 def initial_noise(job: Job, batch: int = 1) -> torch.Tensor:
@@ -43,7 +44,7 @@ def patched_call(model: WanModel, job: Job, config: PatchConfig | None = None, t
     if config is not None:
         holder = RhymeFlowHolder(config, WanAdapter(attention, apply_rope))
         to = install(to, holder, len(model.blocks))
-    return TestbedDenoiser(model, job.cls, job.cfg), {"model_options": {"transformer_options": to}, "seed": job.seed}, holder
+    return TestbedDenoiser(model, job.cls, job.cfg, job.batch_cfg), {"model_options": {"transformer_options": to}, "seed": job.seed}, holder
 
 
 def run_sampler(sampler, model: WanModel, job: Job, config: PatchConfig | None = None, transformer_options: dict | None = None,
