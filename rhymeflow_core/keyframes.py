@@ -7,7 +7,7 @@ warm-up (the noisy latent is too noisy to compare frames). Strategies:
 - ``semantic``: the authors' released rule. Scan frames in order; a frame becomes a keyframe when its
   cosine similarity to the last keyframe drops below ``threshold``; then force exactly ``budget``.
 - ``dynamic``: the paper's Alg. 1 (not in the released code): the same scan with a threshold that
-  adapts to how far apart the accepted keyframes are, stopping once the budget is reached.
+  adapts to how far apart the accepted keyframes are; then the same exact budget.
 - ``uniform``: evenly spaced frames, the ablation baseline and a content-free fallback.
 - ``manual``: the user's own indices.
 
@@ -193,15 +193,14 @@ def _scan_dynamic(cos: list[list[float]], threshold: float, budget: int) -> list
     ``dL >= L_avg + DYNAMIC_SLACK_UP`` means keyframes are too sparse and the threshold rises by
     ``DYNAMIC_STEP``; ``dL <= L_avg - DYNAMIC_SLACK_DOWN`` means they are too dense and it falls.
     (The paper writes "tau - dtau (loosen)" for the long gap; with "select if similarity < tau",
-    loosening is an increase, which is what this does.) As in Alg. 1 the scan stops once it holds
-    ``budget`` frames; the forced last frame is added afterwards and the budget cut then drops the
-    weakest transition, so the last frame does not cost the scan a slot.
+    loosening is an increase, which is what this does.) Unlike Alg. 1 the scan does not stop once it
+    holds ``budget`` frames: on fast-moving clips every early frame passes the threshold, so stopping
+    fills the budget with the first frames and misses later scene cuts (seen on the test bed). The
+    whole clip is scanned and the budget rule keeps the strongest transitions.
     """
     l_avg = len(cos) / budget
     selected = [0]
     for i in range(1, len(cos)):
-        if len(selected) >= budget:
-            break
         if cos[i][selected[-1]] < threshold:
             gap = i - selected[-1]
             selected.append(i)

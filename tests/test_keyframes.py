@@ -149,12 +149,12 @@ def test_dynamic_short_gap_makes_selection_harder():
     assert pick(x0, strategy="dynamic", **plan) == [0, 1, 3]
 
 
-def test_dynamic_stops_scanning_at_the_budget():
-    # Frames 1 and 2 are small early turns, frame 8 a big cut. Dynamic stops after [0, 1, 2] (Alg. 1:
-    # stop at |K| = M), so the cut is never seen; semantic scans everything and keeps the cut.
+def test_dynamic_scans_past_the_budget_to_find_a_late_cut():
+    # Frames 1 and 2 are small early turns, frame 8 a big cut. Alg. 1 taken literally stops after
+    # [0, 1, 2] and never sees the cut; ours scans the whole clip and the budget keeps the cut.
     angles = [0.0, 0.4, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 2.2, 2.2, 2.2, 2.2]
     x0 = rotation_video(angles)
-    assert pick(x0, strategy="dynamic", budget=3) == [0, 1, 11]
+    assert pick(x0, strategy="dynamic", budget=3) == [0, 8, 11]
     assert pick(x0, strategy="semantic", budget=3) == [0, 8, 11]
 
 
