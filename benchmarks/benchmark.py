@@ -1,0 +1,202 @@
+"""Side-by-side benchmark on the test bed: dense vs RhymeFlow presets vs the honest fewer-steps baseline.
+
+Run from the repo root: ``python benchmarks/benchmark.py [--steps 30 50] [--quick]``. Prints one table
+per step count and writes ``out/benchmark/benchmark.json``.
+
+How each column is obtained, all in this one run:
+- wall-clock ratio: dense time / method time, medians of ``--reps`` interleaved repetitions (every
+  method once per round, rounds repeated) on the same video, so machine noise hits all methods alike;
+- FLOP ratio: dense FLOPs / method FLOPs from torch's FlopCounterMode over a whole sampling run
+  (attention included, see ``rhymeflow_core.flops``);
+- FLOP-ideal: the step map's prediction (``schedule.flop_ideal_speedup``) for this model's sizes;
+- PSNR / SSIM: per frame in pixel space against dense of the same seed; mean and worst frame over
+  ``--videos`` videos (classes cycled, seeds 0..);
+- "dense-k @ equal time": dense with k steps, k chosen so its time matches the RhymeFlow row named,
+  the honest baseline any accelerator must beat.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from rhymeflow_core.flops import count_flops  # noqa: E402
+from rhymeflow_core.keyframes import KeyframePlan  # noqa: E402
+from rhymeflow_core.metrics import psnr_per_frame, ssim_per_frame  # noqa: E402
+from rhymeflow_core.patch import PatchConfig  # noqa: E402
+from rhymeflow_core.presets import preset_schedule  # noqa: E402
+from rhymeflow_core.sampler import sample_dense, sample_rhymeflow  # noqa: E402
+from rhymeflow_core.schedule import ModelDims, attention_share, build_step_map, flop_ideal_speedup  # noqa: E402
+from rhymeflow_core.testbed import pseudo_vae  # noqa: E402
+from rhymeflow_core.testbed.conditioning import TEXT_TOKENS  # noqa: E402
+from rhymeflow_core.testbed.model_io import DEFAULT_DIR, load_model  # noqa: E402
+from rhymeflow_core.testbed.runner import LATENT_SIZE, Job, run_sampler  # noqa: E402
+from rhymeflow_core.testbed.videos import CLASSES  # noqa: E402
+
+
+@dataclass
+class Method:
+    """One row: how to sample (``run(model, job) -> (latent, holder)``) and how to describe it."""
+
+    name: str
+    run: Callable
+    steps: int
+    ideal: Callable | None = None  # keyframes -> FLOP-ideal speed-up
+    result: dict = field(default_factory=dict)
+
+
+def dense(steps: int, name: str | None = None) -> Method:
+    def run(model, job):
+        latent, _, _ = run_sampler(sample_dense, model, Job(**{**job.__dict__, "steps": steps}))
+        return latent, None
+    return Method(name or f"dense-{steps}", run, steps, ideal=None)
+
+
+def rhymeflow(steps: int, preset: str, budget: int, context: str = "kv", projection: str = "linear",
+              solver: str = "euler", dims: ModelDims | None = None) -> Method:
+    schedule = preset_schedule(preset, steps)
+    plan = KeyframePlan(budget=budget)
+    config = PatchConfig(context_mode=context)
+
+    def run(model, job):
+        latent, _, holder = run_sampler(sample_rhymeflow, model, job, config, plan=plan, schedule=schedule,
+                                        projection=projection, keyframe_solver=solver)
+        return latent, holder
+
+    def ideal(keyframes):
+        smap = build_step_map(dims.frames, steps, schedule, keyframes)
+        return flop_ideal_speedup(smap, dims, kv_cached=context == "kv")
+
+    label = f"rhymeflow {preset} (Tw{schedule.warmup} {schedule.n_small}-{schedule.n_large} M{budget}) {context}"
+    if projection != "linear":
+        label += f" {projection}"
+    if solver != "euler":
+        label += f" {solver}"
+    return Method(label, run, steps, ideal=ideal)
+
+
+def timed(method: Method, model, job) -> float:
+    t0 = time.perf_counter()
+    method.run(model, job)
+    return time.perf_counter() - t0
+
+
+def measure_quality(methods: list[Method], ref_videos: list[torch.Tensor], model, jobs: list[Job], reference: Method) -> None:
+    """Fidelity against the dense videos, FLOPs of one whole run, and the FLOP-ideal speed-up."""
+    for m in methods:
+        psnr, ssim, stats = [], [], None
+        for j, ref_v in zip(jobs, ref_videos):
+            latent, holder = m.run(model, j)
+            v = pseudo_vae.decode(latent)[0]
+            psnr.append(psnr_per_frame(ref_v, v))
+            ssim.append(ssim_per_frame(ref_v, v))
+            stats = stats or (holder.last_stats if holder is not None else None)
+        p, s = torch.cat(psnr), torch.cat(ssim)
+        m.result.update(psnr_mean=float(p.mean()), psnr_worst=float(p.min()), ssim_mean=float(s.mean()), ssim_worst=float(s.min()))
+        m.result["flops"] = count_flops(lambda: m.run(model, jobs[0]))
+        m.result["flop_ideal"] = m.ideal(stats["keyframes"]) if m.ideal else reference.steps / m.steps
+        if stats is not None:
+            m.result.update(full_passes=stats["full_passes"], keyframe_passes=stats["keyframe_passes"],
+                            cache_mb=stats["cache_bytes"] / 2**20, keyframes=stats["keyframes"])
+
+
+def measure_time(methods: list[Method], model, job: Job, reps: int) -> None:
+    """Median seconds per video over ``reps`` interleaved rounds; ratios against ``methods[0]``."""
+    times = {m.name: [] for m in methods}
+    for _ in range(reps):  # every method once per round, so drifts in machine load hit all alike
+        for m in methods:
+            times[m.name].append(timed(m, model, job))
+    for m in methods:
+        m.result["seconds"] = statistics.median(times[m.name])
+        m.result["wall_ratio"] = methods[0].result["seconds"] / m.result["seconds"]
+        m.result["flop_ratio"] = methods[0].result["flops"] / m.result["flops"]
+        m.result["measured_over_ideal"] = m.result["wall_ratio"] / m.result["flop_ideal"]
+
+
+def print_table(title: str, methods: list[Method]) -> None:
+    cols = [("method", lambda r, m: m.name), ("steps", lambda r, m: str(m.steps)),
+            ("wall x", lambda r, m: f"{r['wall_ratio']:.2f}"), ("FLOP x", lambda r, m: f"{r['flop_ratio']:.2f}"),
+            ("ideal x", lambda r, m: f"{r['flop_ideal']:.2f}"), ("wall/ideal", lambda r, m: f"{r['measured_over_ideal']:.2f}"),
+            ("PSNR", lambda r, m: "ref" if m is methods[0] else f"{r['psnr_mean']:.2f}"),
+            ("PSNR worst", lambda r, m: "ref" if m is methods[0] else f"{r['psnr_worst']:.2f}"),
+            ("SSIM", lambda r, m: "ref" if m is methods[0] else f"{r['ssim_mean']:.3f}"),
+            ("SSIM worst", lambda r, m: "ref" if m is methods[0] else f"{r['ssim_worst']:.3f}"),
+            ("full/key", lambda r, m: f"{r['full_passes']}/{r['keyframe_passes']}" if "full_passes" in r else f"{m.steps}/0"),
+            ("cache MB", lambda r, m: f"{r['cache_mb']:.1f}" if "cache_mb" in r else "-"),
+            ("s/video", lambda r, m: f"{r['seconds']:.2f}")]
+    rows = [[f(m.result, m) for _, f in cols] for m in methods]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, (h, _) in enumerate(cols)]
+    print(title)
+    print("  ".join(h.ljust(w) for (h, _), w in zip(cols, widths)))
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+
+
+def equal_time_steps(dense_seconds: float, dense_steps: int, target_seconds: float) -> int:
+    return max(1, round(dense_steps * target_seconds / dense_seconds))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="RhymeFlow benchmark on the test bed (prints ratios measured side by side).")
+    ap.add_argument("--steps", type=int, nargs="+", default=[30, 50], help="step counts to benchmark (each >= 10)")
+    ap.add_argument("--frames", type=int, default=16, help="latent frames, 3..21")
+    ap.add_argument("--videos", type=int, default=8, help="videos for fidelity (classes cycled, seeds 0..)")
+    ap.add_argument("--reps", type=int, default=3, help="interleaved timing repetitions (median reported)")
+    ap.add_argument("--budget", type=int, default=4, help="RhymeFlow keyframes")
+    ap.add_argument("--quick", action="store_true", help="2 videos, 3 reps, 30 steps: a smoke run")
+    ap.add_argument("--weights", type=Path, default=DEFAULT_DIR)
+    ap.add_argument("--out", type=Path, default=ROOT / "out" / "benchmark")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.videos, args.steps = 2, [30]
+    if any(s < 10 for s in args.steps) or not 3 <= args.frames <= 21 or args.videos < 1 or args.reps < 1:
+        ap.error("need --steps >= 10, --frames in 3..21, --videos >= 1, --reps >= 1")
+    model = load_model(args.weights)
+    dims = ModelDims("test bed", layers=len(model.blocks), dim=model.dim, ffn_dim=model.cfg.ffn_dim,
+                     tokens_per_frame=(LATENT_SIZE // 2) ** 2, frames=args.frames, text_tokens=TEXT_TOKENS)
+    print(f"test bed: {dims.layers} blocks, dim {dims.dim}, {args.frames} latent frames x {dims.tokens_per_frame} tokens, "
+          f"CFG 3.0 (cond+uncond batched); attention share of a dense pass: {attention_share(dims):.0%}; "
+          f"{torch.get_num_threads()} CPU threads; fidelity over {args.videos} videos")
+    report = {"dims": dims.__dict__, "threads": torch.get_num_threads(), "tables": {}}
+    for steps in args.steps:
+        jobs = [Job(cls=i % len(CLASSES), seed=i, frames=args.frames, steps=steps) for i in range(args.videos)]
+        methods = [dense(steps),
+                   rhymeflow(steps, "paper", args.budget, "kv", dims=dims),
+                   rhymeflow(steps, "paper", args.budget, "hidden", dims=dims),
+                   rhymeflow(steps, "paper", args.budget, "kv", projection="quadratic", dims=dims),
+                   rhymeflow(steps, "balanced", args.budget, "kv", dims=dims),
+                   rhymeflow(steps, "fast", args.budget, "kv", dims=dims),
+                   rhymeflow(steps, "fast", max(2, args.budget // 2), "kv", solver="ab2", dims=dims)]
+        ref_videos = [pseudo_vae.decode(methods[0].run(model, j)[0])[0] for j in jobs]
+        measure_quality(methods, ref_videos, model, jobs, methods[0])
+        measure_time(methods, model, jobs[0], args.reps)  # first pass: find the equal-time step counts
+        t_dense = methods[0].result["seconds"]
+        baselines: list[Method] = []
+        for m in methods[1:]:
+            k = equal_time_steps(t_dense, steps, m.result["seconds"])
+            if k < steps and all(b.steps != k for b in baselines):
+                short = m.name.split(" (")[0] + " " + m.name.split(")")[-1].strip()
+                baselines.append(dense(k, f"dense-{k} @ equal time to {short.strip()}"))
+        measure_quality(baselines, ref_videos, model, jobs, methods[0])
+        methods += baselines
+        measure_time(methods, model, jobs[0], args.reps)  # the reported timings: every row interleaved
+        print()
+        print_table(f"== {steps} steps ==", methods)
+        report["tables"][str(steps)] = [{"method": m.name, "steps": m.steps, **m.result} for m in methods]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "benchmark.json").write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {args.out / 'benchmark.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,345 @@
+"""AsymRnR token reduction: matching, drop-mode reduce/restore, schedule, caching by sigma, the attention
+override on the test-bed model, and calibration."""
+import json
+
+import pytest
+import torch
+
+from rhymeflow_core.asymrnr import (
+    AsymRnRState, Match, ReductionSchedule, dst_partition, install, kept_sources, make_override, match_tokens,
+    nearest_dst, plan_reduction, reduce_tokens, restore_tokens,
+)
+from rhymeflow_core.asymrnr.calibrate import build_schedule, calibrate_testbed
+from rhymeflow_core.keyframes import KeyframePlan
+from rhymeflow_core.patch import PatchConfig
+from rhymeflow_core.sampler import sample_dense, sample_rhymeflow
+from rhymeflow_core.schedule import ScheduleConfig
+from rhymeflow_core.testbed.runner import Job, run_sampler
+from rhymeflow_core.testbed.wan_dit import WanConfig, WanModel, sdpa_attention
+
+GRID = (2, 4, 6)  # 48 tokens, 12 destinations with the default (1, 2, 2) stride
+N = 48
+HEADS, D = 2, 8
+
+
+def make_state(q=0.0, kv=0.0, blocks=1, steps=4, cache_steps=3, seed=0, **kw):
+    state = AsymRnRState(ReductionSchedule.uniform(blocks, steps, q=q, kv=kv, cache_steps=cache_steps), seed=seed, **kw)
+    state.grid = GRID
+    return state
+
+
+def qkv(b=2, n=N, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(b, n, HEADS * D, generator=g).to(dtype) for _ in range(3)]
+
+
+def opts(block=0, **kw):
+    return {"block_index": block, **kw}
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return WanModel(WanConfig(dim=256, ffn_dim=256, num_layers=2)).eval().requires_grad_(False)  # 2 heads
+
+
+# ---------------------------------------------------------------- matching
+
+def test_partition_is_one_dst_per_chunk_and_deterministic_per_seed():
+    def part(seed):
+        return dst_partition(GRID, (1, 2, 2), torch.Generator().manual_seed(seed))
+
+    dst, src = part(7)
+    assert torch.equal(torch.sort(torch.cat([dst, src])).values, torch.arange(N))
+    t, h, w = dst // 24, dst // 6 % 4, dst % 6
+    chunk = t * 6 + (h // 2) * 3 + w // 2
+    assert torch.equal(torch.sort(chunk).values, torch.arange(12))  # exactly one per (1, 2, 2) chunk
+    assert torch.equal(part(7)[0], dst)
+    assert not torch.equal(part(8)[0], dst)
+
+
+def test_partition_leftovers_are_sources_and_small_grids_clamp():
+    dst, src = dst_partition((3, 5, 5), (2, 2, 2), torch.Generator().manual_seed(0))
+    assert dst.numel() == 1 * 2 * 2 and dst.numel() + src.numel() == 75
+    dst, _ = dst_partition((1, 1, 1), (1, 2, 2), torch.Generator().manual_seed(0))
+    assert dst.tolist() == [0]
+
+
+def test_chunked_similarity_equals_unchunked():
+    x = torch.randn(2, N, 4, D)
+    dst, src = dst_partition(GRID, (1, 2, 2), torch.Generator().manual_seed(1))
+    full_d, full_j = nearest_dst(x, dst, src, max_elements=1 << 30)
+    one_d, one_j = nearest_dst(x, dst, src, max_elements=1)  # one (batch, head) row at a time
+    assert torch.equal(full_j, one_j)
+    assert torch.allclose(full_d, one_d)
+    ref = torch.cdist(x[:, src].transpose(1, 2), x[:, dst].transpose(1, 2)).pow(2)  # [B, H, Ns, Nd]
+    assert torch.allclose(full_d, ref.min(-1).values, atol=1e-4, rtol=1e-4)
+    assert torch.equal(full_j, ref.argmin(-1))
+
+
+def test_most_redundant_sources_are_reduced_first():
+    x = torch.randn(1, N, 1, D)
+    dst, src = dst_partition(GRID, (1, 2, 2), torch.Generator().manual_seed(2))
+    x[0, src[5]] = x[0, dst[3]]  # an exact duplicate
+    m, dist = match_tokens(x, dst, src)
+    assert int(m.order[0, 0, -1]) == 5 and int(m.nearest[0, 0, 5]) == 3 and float(dist[0, 0, 5]) == pytest.approx(0, abs=1e-5)
+
+
+# ---------------------------------------------------------------- reduce / restore
+
+def test_restore_by_hand():
+    # tokens 0..3; dsts at 0 and 2; sources 1 (nearest dst 1 -> token 2) and 3 (nearest dst 0 -> token 0)
+    m = Match(torch.tensor([0, 2]), torch.tensor([1, 3]), torch.tensor([[[0, 1]]], dtype=torch.int32),
+              torch.tensor([[[1, 0]]], dtype=torch.int32))
+    red = plan_reduction(m, keep=1, n_tokens=4, with_restore=True)  # keep source 1, drop source 3
+    assert red.gather[0, :, 0].tolist() == [1, 0, 2]
+    assert red.restore[0, :, 0].tolist() == [1, 0, 2, 1]  # token 3 gets token 0's row
+    x = torch.arange(4.0).view(1, 4, 1)
+    assert reduce_tokens(x, 1, red).flatten().tolist() == [1.0, 0.0, 2.0]
+    assert restore_tokens(reduce_tokens(x, 1, red), 1, red).flatten().tolist() == [0.0, 1.0, 2.0, 0.0]
+
+
+def test_kept_sources_saturates_at_destinations():
+    assert kept_sources(100, 25, 75, 0.0) == 75
+    assert kept_sources(100, 25, 75, 0.3) == 45
+    assert kept_sources(100, 25, 75, 0.9) == 0
+
+
+def test_duplicate_queries_restore_exactly():
+    """Queries constant over each (1, 2, 2) chunk: dropping every source loses nothing."""
+    b = 2
+    g = torch.Generator().manual_seed(3)
+    chunks = torch.randn(b, 2, 2, 3, HEADS * D, generator=g)
+    q = chunks.repeat_interleave(2, 2).repeat_interleave(2, 3).reshape(b, N, HEADS * D)
+    _, k, v = qkv(b)
+    state = make_state(q=0.75)
+    out = make_override(state)(sdpa_attention, q, k, v, heads=HEADS, transformer_options=opts())
+    assert state.stats.kept[(0, 0)]["q"] == 12  # destinations only
+    assert torch.allclose(out, sdpa_attention(q, k, v, HEADS), atol=1e-6, rtol=1e-5)
+    ident = make_override(make_state(q=0.75))(lambda q_, k_, v_, heads, **kw: q_, q, k, v, heads=HEADS, transformer_options=opts())
+    assert torch.equal(ident, q)  # every dropped query got its own (duplicate) destination's row
+
+
+# ---------------------------------------------------------------- the override
+
+def test_zero_rates_are_bitwise_identity():
+    q, k, v = qkv()
+    out = make_override(make_state())(sdpa_attention, q, k, v, heads=HEADS, transformer_options=opts())
+    assert torch.equal(out, sdpa_attention(q, k, v, HEADS))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("rq, rkv", [(0.5, 0.0), (0.0, 0.4), (0.6, 0.4)])
+def test_shapes_and_dtypes_preserved(dtype, rq, rkv):
+    q, k, v = qkv(dtype=dtype)
+    seen = []
+
+    def func(q_, k_, v_, heads, **kw):
+        seen.append((q_.shape[1], k_.shape[1], v_.shape[1], kw))
+        return sdpa_attention(q_, k_, v_, heads)
+
+    state = make_state(q=rq, kv=rkv)
+    out = make_override(state)(func, q, k, v, heads=HEADS, transformer_options=opts(), _inside_attn_wrapper=True)
+    assert out.shape == q.shape and out.dtype == dtype
+    lq, lk, lv, kw = seen[0]
+    assert (lq, lk, lv) == (int(N * (1 - rq)), int(N * (1 - rkv)), int(N * (1 - rkv)))
+    assert kw["_inside_attn_wrapper"] is True and "transformer_options" in kw  # extra kwargs reach func
+    s = state.stats.summary()
+    assert s["flops_saved_fraction"] == pytest.approx(1 - lq * lk / N**2, abs=1e-4)
+
+
+def test_text_cross_attention_is_never_reduced():
+    q, _, _ = qkv()
+    k, v = torch.randn(2, 8, HEADS * D), torch.randn(2, 8, HEADS * D)
+    state = make_state(q=0.7, kv=0.5)
+    out = make_override(state)(sdpa_attention, q, k, v, heads=HEADS, transformer_options=opts())
+    assert torch.equal(out, sdpa_attention(q, k, v, HEADS))
+    assert not state.stats.kept and state.stats.matchings == 0
+
+
+def test_unknown_grid_or_mask_passes_through():
+    q, k, v = qkv()
+    state = make_state(q=0.7, kv=0.5)
+    state.grid = None
+    assert torch.equal(make_override(state)(sdpa_attention, q, k, v, heads=HEADS, transformer_options=opts()), sdpa_attention(q, k, v, HEADS))
+    state.grid = GRID
+    masked = make_override(state)(lambda q_, k_, v_, heads, mask=None, **kw: q_, q, k, v, heads=HEADS, mask=torch.ones(1), transformer_options=opts())
+    assert torch.equal(masked, q) and not state.stats.kept
+
+
+def test_keyframe_only_pass_is_passed_through():
+    """q = keyframe tokens (2 of 4 frames), k/v = all frames: documented pass-through, counted."""
+    state = make_state(q=0.7, kv=0.5)
+    state.grid = (4, 4, 6)  # wrapper outside RhymeFlow's: records all frames
+    q = torch.randn(1, 48, HEADS * D)
+    k, v = torch.randn(1, 96, HEADS * D), torch.randn(1, 96, HEADS * D)
+    out = make_override(state)(sdpa_attention, q, k, v, heads=HEADS, transformer_options=opts())
+    assert torch.equal(out, sdpa_attention(q, k, v, HEADS))
+    state.grid = (2, 4, 6)  # wrapper inside RhymeFlow's: records the keyframes only
+    out = make_override(state)(sdpa_attention, q, k, v, heads=HEADS, transformer_options=opts())
+    assert torch.equal(out, sdpa_attention(q, k, v, HEADS))
+    assert state.stats.unequal_passthrough == 2 and state.stats.matchings == 0
+
+
+def test_previous_override_is_chained():
+    calls = []
+
+    def previous(func, *args, **kwargs):
+        calls.append(args[0].shape[1])
+        return func(*args, **kwargs)
+
+    state = make_state(q=0.5)
+    to = install({"optimized_attention_override": previous}, state)
+    q, k, v = qkv()
+    to_call = dict(to, block_index=0)
+    to["optimized_attention_override"](sdpa_attention, q, k, v, heads=HEADS, transformer_options=to_call)
+    assert calls == [N // 2]
+    assert state.previous_override is previous and to["asymrnr"] is state
+
+
+def test_matching_reused_for_cache_steps_counted_by_sigma():
+    state = make_state(q=0.5, kv=0.3, cache_steps=2)
+    override = make_override(state)
+    q, k, v = qkv()
+    shape = torch.Size([2, 16, 2, 8, 12])  # latent of the (2, 4, 6) token grid
+
+    def dit_call(sigma, branch):
+        to = opts(sigmas=torch.tensor([sigma]), cond_or_uncond=branch)
+        state.begin_call(shape, (1, 2, 2), to)
+        override(sdpa_attention, q if len(branch) == 2 else q[:1], k if len(branch) == 2 else k[:1],
+                 v if len(branch) == 2 else v[:1], heads=HEADS, transformer_options=to)
+
+    dit_call(0.9, [0])
+    dit_call(0.9, [1])  # separate uncond call, same sigma: still step 0, its own branch cache
+    assert (state.clock.step, state.stats.matchings) == (0, 4)
+    dit_call(0.8, [0])
+    dit_call(0.8, [1])  # step 1: same window of 2 steps, nothing recomputed
+    assert (state.clock.step, state.stats.matchings) == (1, 4)
+    dit_call(0.7, [0])  # step 2: new window
+    assert (state.clock.step, state.stats.matchings) == (2, 6)
+    dit_call(0.7, [0, 1])  # batch change for a new branch key: computed, not confused with B=1
+    assert state.stats.matchings == 8
+    state.grid = (2, 4, 4)  # token count change invalidates (same sigma, same window)
+    q, k, v = (t[:, :32] for t in (q, k, v))
+    override(sdpa_attention, q, k, v, heads=HEADS, transformer_options=opts(cond_or_uncond=[0, 1]))
+    assert state.stats.matchings == 10
+    state.begin_call(shape, (1, 2, 2), opts(sigmas=torch.tensor([1.0])))  # sigma went up: a new run
+    assert state.clock.step == 0 and len(state.cache) == 0 and state.stats.matchings == 0
+
+
+def test_step_from_sample_sigmas_survives_skipped_calls():
+    state = make_state()
+    ss = torch.tensor([1.0, 0.8, 0.6, 0.4, 0.0])
+    steps = []
+    for sigma in (1.0, 0.6, 0.5, 0.4):  # step 1 skipped (e.g. by a step cache); 0.5: a solver midpoint of step 2
+        state.begin_call(torch.Size([1, 16, 2, 8, 12]), (1, 2, 2), {"sigmas": torch.tensor([sigma]), "sample_sigmas": ss})
+        steps.append(state.clock.step)
+    assert steps == [0, 2, 2, 3] and state.clock.total == 4
+
+
+def test_state_survives_deepcopy():
+    import copy
+
+    state = make_state()
+    to = install({}, state)
+    assert copy.deepcopy(to)["asymrnr"] is state
+
+
+# ---------------------------------------------------------------- schedule
+
+def test_schedule_json_round_trip(tmp_path):
+    s = ReductionSchedule({"q": [[0.0, 0.5], [0.7, 0.25]], "kv": [[0.3, 0.0], [0.0, 0.125]]}, cache_steps=2,
+                          dst_stride=(2, 2, 2), meta={"note": "x"})
+    assert ReductionSchedule.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    s.save(tmp_path / "s.json")
+    assert ReductionSchedule.load(tmp_path / "s.json") == s
+    assert s.rate("q", 1, 0) == 0.7 and s.rate("kv", 1, 5) == 0.125  # clamped to the last step
+    assert s.rate("q", 0, 3, total_steps=4) == 0.5  # read by progress: last step -> last column
+    assert s.flop_fraction() == pytest.approx(((1 - 0.3) + 0.5 + 0.3 + 0.75 * 0.875) / 4)
+
+
+@pytest.mark.parametrize("bad", [{"q": [[1.0]], "kv": [[0.0]]}, {"q": [[0.1]], "kv": [[0.0, 0.0]]}, {"q": [[0.1]]}])
+def test_schedule_validation(bad):
+    with pytest.raises(ValueError, match="AsymRnR schedule"):
+        ReductionSchedule(bad)
+
+
+def test_block_outside_schedule_is_an_error():
+    with pytest.raises(ValueError, match="block 3"):
+        make_state(blocks=2).schedule.rate("q", 3, 0)
+
+
+# ---------------------------------------------------------------- on the test-bed model
+
+def _forward(model, to, frames=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 16, frames, 8, 12, generator=g)
+    ctx = torch.randn(2, 8, 4096, generator=g)
+    to = dict(to, sigmas=torch.tensor([0.9]), cond_or_uncond=[0, 1])
+    return model(x, torch.full((2,), 900.0), ctx, transformer_options=to)
+
+
+def test_override_end_to_end_on_the_model(model):
+    plain = _forward(model, {})
+    seen = []
+
+    def spy(func, q, k, v, *args, **kwargs):
+        seen.append((q.shape[1], k.shape[1]))
+        return func(q, k, v, *args, **kwargs)
+
+    zero = make_state(blocks=2)
+    assert torch.equal(_forward(model, install({"optimized_attention_override": spy}, zero)), plain)
+    assert zero.grid == GRID and sorted(set(seen)) == [(48, 8), (48, 48)]
+    seen.clear()
+    state = make_state(q=0.5, kv=0.25, blocks=2)
+    out = _forward(model, install({"optimized_attention_override": spy}, state))
+    assert out.shape == plain.shape and not torch.allclose(out, plain)
+    assert sorted(set(seen)) == [(24, 36), (48, 8)]  # self-attention reduced; cross-attention (k = 8 text tokens) full
+    assert state.stats.matchings == 4 and set(state.stats.kept) == {(0, 0), (1, 0)}
+
+
+def test_cfg_batched_and_separate_calls_agree(model):
+    sched = dict(q=0.5, kv=0.3, blocks=2, steps=3, cache_steps=2)
+    job = Job(cls=1, seed=3, frames=2, steps=3)
+    a_state, b_state = make_state(**sched), make_state(**sched)
+    a, _, _ = run_sampler(sample_dense, model, job, transformer_options=install({}, a_state))
+    b, _, _ = run_sampler(sample_dense, model, Job(cls=1, seed=3, frames=2, steps=3, batch_cfg=False), transformer_options=install({}, b_state))
+    assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+    assert a_state.clock.step == b_state.clock.step == 2
+    assert a_state.stats.matchings * 2 == b_state.stats.matchings == 2 * 2 * 2 * 2  # windows x blocks x features x branches
+
+
+def test_rhymeflow_keyframe_passes_pass_through(model):
+    state = make_state(q=0.5, kv=0.3, blocks=2, steps=6)
+    job = Job(cls=1, seed=3, frames=4, steps=6)
+    out, _, holder = run_sampler(sample_rhymeflow, model, job, PatchConfig(), transformer_options=install({}, state),
+                                 schedule=ScheduleConfig(warmup=2, n_small=2, n_large=2), plan=KeyframePlan(budget=2))
+    assert torch.isfinite(out).all()
+    assert state.stats.unequal_passthrough > 0 and state.stats.flops < state.stats.flops_dense
+
+
+# ---------------------------------------------------------------- calibration
+
+def test_calibration_builds_a_schedule_meeting_the_target(model, tmp_path):
+    jobs = [Job(cls=c, seed=c, frames=2, steps=5) for c in (0, 1)]
+    schedule, measurement = calibrate_testbed(model, jobs, target=0.3, dense_start=0.2)
+    assert measurement["n_tokens"] == 2 * 8 * 8 and measurement["n_dst"] == 32  # test-bed latents are 16 x 16
+    assert (schedule.num_blocks, schedule.num_steps) == (2, 5)
+    assert schedule.meta["achieved"] == pytest.approx(0.3, abs=0.01)
+    assert 1 - schedule.flop_fraction() == pytest.approx(schedule.meta["achieved"], abs=1e-3)
+    assert all(r == 0 for f in ("q", "kv") for row in schedule.rates[f] for r in row[:1])  # first 20% dense
+    assert max(r for row in schedule.rates["q"] for r in row) <= 0.7
+    assert max(r for row in schedule.rates["kv"] for r in row) <= 0.5
+    schedule.save(tmp_path / "s.json")
+    assert ReductionSchedule.load(tmp_path / "s.json") == schedule
+    redo = build_schedule(json.loads(json.dumps(measurement)), target=0.3, dense_start=0.2)
+    assert redo.rates == schedule.rates
+
+
+def test_calibration_gives_more_to_the_more_redundant_cells():
+    edges = [0.1, 1.0]
+    near, far = [9.0, 1.0, 0.0], [1.0, 1.0, 8.0]  # 90% vs 10% of sources within 0.1
+    m = {"format": "asymrnr-redundancy", "version": 1, "edges": edges, "num_blocks": 2, "num_steps": 2, "n_tokens": 40,
+         "n_dst": 10, "meta": {}, "hist": {"q": [[near, near], [far, far]], "kv": [[far, far], [far, far]]}}
+    s = build_schedule(m, target=0.2, threshold=0.1, dense_start=0.0)
+    assert s.rates["q"][0][0] > s.rates["q"][1][0] > 0 and s.rates["q"][0][0] <= 0.7
