@@ -1,0 +1,125 @@
+"""Real-ComfyUI tier: tests that import ComfyUI's own ``comfy`` package (no ComfyUI code lives in this repo).
+
+ComfyUI is found through ``COMFYUI_PATH`` (default ``/opt/comfyui``); run this folder with ComfyUI's own
+interpreter (see README.md here). Every test here is reported as *skipped*, with the reason, when
+  * there is no ``main.py`` in ``COMFYUI_PATH``, or
+  * ComfyUI's requirements can't be imported by the running interpreter (e.g. the core suite run with the
+    project's CPU venv on a machine that also has ComfyUI). Under ComfyUI's own venv
+    (``COMFYUI_PATH/.venv``), or with ``RHYMEFLOW_REQUIRE_COMFYUI=1``, that is an error instead.
+
+When ComfyUI is usable, this file, before any test module here is imported:
+  * puts the ComfyUI root first on ``sys.path`` (the repo's ``nodes/`` folder must not shadow ComfyUI's
+    ``nodes.py``), and makes sure the repo root is on it too, for ``rhymeflow_core``;
+  * sets ``comfy.cli_args.args.cpu = True`` and only then imports ``comfy.model_management`` (a CUDA build
+    of torch without a GPU would otherwise fail in ``get_torch_device``).
+Test modules here may import ``comfy`` at module level only if they tolerate its absence; prefer the
+``comfyui`` fixture, which skips.
+
+The repo root is a ComfyUI pack whose ``__init__.py`` imports ComfyUI. pytest collects a directory that has an
+``__init__.py`` as a Package and imports that file when setting up any test below it (pytest >= 8, in
+every import mode), so ``pytest_configure`` below registers a hook that collects the repo root as a plain
+directory. It only takes effect when this file is an *initial* conftest (``pytest tests/comfyui``); for
+``pytest`` / ``pytest tests`` the same registration belongs in ``tests/conftest.py``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+THIS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = THIS_DIR.parents[1]
+COMFYUI_ROOT = Path(os.environ.get("COMFYUI_PATH", "/opt/comfyui")).expanduser().resolve()
+
+
+def _comfyui_required() -> bool:
+    """Import failures are errors under ComfyUI's own venv or when asked for; skips otherwise."""
+    return os.environ.get("RHYMEFLOW_REQUIRE_COMFYUI") == "1" or Path(sys.prefix).resolve().is_relative_to(COMFYUI_ROOT)
+
+
+def _set_up_comfyui() -> str | None:
+    """Make ComfyUI importable on the CPU; ``None`` when it is, else why this tier is skipped."""
+    if not (COMFYUI_ROOT / "main.py").is_file():
+        if _comfyui_required():
+            raise RuntimeError(f"RHYMEFLOW_REQUIRE_COMFYUI=1 but there is no main.py in {COMFYUI_ROOT}")
+        return f"ComfyUI not found: no main.py in {COMFYUI_ROOT} (set COMFYUI_PATH to a ComfyUI 0.8.x tree)"
+    if "comfy.model_management" in sys.modules:
+        import comfy.cli_args
+
+        if not comfy.cli_args.args.cpu:
+            raise RuntimeError("comfy.model_management was imported before tests/comfyui/conftest.py could force the CPU")
+        return None
+    root = str(COMFYUI_ROOT)
+    if root in sys.path:
+        sys.path.remove(root)
+    sys.path.insert(0, root)
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.append(str(REPO_ROOT))  # after ComfyUI's root: wanted for rhymeflow_core only
+    try:
+        import comfy.cli_args  # parses an empty argv (comfy.options.args_parsing is False): pytest's argv is left alone
+
+        comfy.cli_args.args.cpu = True
+        import comfy.model_management  # noqa: F401  (now safe: device is the CPU)
+    except ImportError as exc:
+        if _comfyui_required():
+            raise
+        sys.path.remove(root)
+        for name in [n for n in sys.modules if n == "comfy" or n.startswith("comfy.")]:
+            del sys.modules[name]
+        return (f"ComfyUI at {COMFYUI_ROOT} is not importable with {sys.executable} ({exc!r}); "
+                f"run this tier with {COMFYUI_ROOT}/.venv/bin/python")
+    return None
+
+
+SKIP_REASON = _set_up_comfyui()
+COMFYUI_AVAILABLE = SKIP_REASON is None
+
+
+class _RepoRootIsNotATestPackage:
+    """Collects the repo root as a plain ``Dir`` so pytest never imports the pack's ``__init__.py``."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collect_directory(self, path, parent):
+        if Path(path).resolve() == REPO_ROOT:
+            return pytest.Dir.from_parent(parent, path=path)
+        return None
+
+
+def pytest_configure(config):
+    name = "rhymeflow-comfyui-tier-repo-root-as-dir"
+    if not config.pluginmanager.has_plugin(name):
+        config.pluginmanager.register(_RepoRootIsNotATestPackage(), name)
+
+
+def pytest_collection_modifyitems(config, items):
+    if COMFYUI_AVAILABLE:
+        return
+    marker = pytest.mark.skip(reason=SKIP_REASON)
+    for item in items:
+        if Path(str(item.path)).resolve().is_relative_to(THIS_DIR):
+            item.add_marker(marker)
+
+
+@pytest.fixture(scope="session")
+def comfyui() -> types.SimpleNamespace:
+    """ComfyUI's modules used by this tier; skips the requesting test when ComfyUI is not usable."""
+    if not COMFYUI_AVAILABLE:
+        pytest.skip(SKIP_REASON)
+    import comfy.ldm.wan.model
+    import comfy.model_management
+    import comfy.model_sampling
+    import comfy.sd
+    import comfy.supported_models
+
+    assert comfy.model_management.get_torch_device().type == "cpu", "ComfyUI should have been forced onto the CPU"
+    return types.SimpleNamespace(
+        root=COMFYUI_ROOT,
+        sd=comfy.sd,
+        supported_models=comfy.supported_models,
+        wan=comfy.ldm.wan.model,
+        model_sampling=comfy.model_sampling,
+        model_management=comfy.model_management,
+    )
