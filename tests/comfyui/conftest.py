@@ -15,11 +15,7 @@ When ComfyUI is usable, this file, before any test module here is imported:
 Test modules here may import ``comfy`` at module level only if they tolerate its absence; prefer the
 ``comfyui`` fixture, which skips.
 
-The repo root is a ComfyUI pack whose ``__init__.py`` imports ComfyUI. pytest collects a directory that has an
-``__init__.py`` as a Package and imports that file when setting up any test below it (pytest >= 8, in
-every import mode), so ``pytest_configure`` below registers a hook that collects the repo root as a plain
-directory. It only takes effect when this file is an *initial* conftest (``pytest tests/comfyui``); for
-``pytest`` / ``pytest tests`` the same registration belongs in ``tests/conftest.py``.
+The repo root is collected as a plain folder by ``tests/conftest.py`` (its ``__init__.py`` imports ComfyUI).
 """
 from __future__ import annotations
 
@@ -76,22 +72,6 @@ def _set_up_comfyui() -> str | None:
 
 SKIP_REASON = _set_up_comfyui()
 COMFYUI_AVAILABLE = SKIP_REASON is None
-
-
-class _RepoRootIsNotATestPackage:
-    """Collects the repo root as a plain ``Dir`` so pytest never imports the pack's ``__init__.py``."""
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_collect_directory(self, path, parent):
-        if Path(path).resolve() == REPO_ROOT:
-            return pytest.Dir.from_parent(parent, path=path)
-        return None
-
-
-def pytest_configure(config):
-    name = "rhymeflow-comfyui-tier-repo-root-as-dir"
-    if not config.pluginmanager.has_plugin(name):
-        config.pluginmanager.register(_RepoRootIsNotATestPackage(), name)
 
 
 def pytest_collection_modifyitems(config, items):
