@@ -36,7 +36,7 @@ from rhymeflow_core.metrics import psnr_per_frame, ssim_per_frame  # noqa: E402
 from rhymeflow_core.patch import PatchConfig  # noqa: E402
 from rhymeflow_core.presets import preset_schedule  # noqa: E402
 from rhymeflow_core.sampler import sample_dense, sample_rhymeflow  # noqa: E402
-from rhymeflow_core.schedule import ModelDims, attention_share, build_step_map, flop_ideal_speedup  # noqa: E402
+from rhymeflow_core.schedule import WAN_DIMS, ModelDims, attention_share, build_step_map, flop_ideal_speedup  # noqa: E402
 from rhymeflow_core.testbed import pseudo_vae  # noqa: E402
 from rhymeflow_core.testbed.conditioning import TEXT_TOKENS  # noqa: E402
 from rhymeflow_core.testbed.model_io import DEFAULT_DIR, load_model  # noqa: E402
@@ -146,6 +146,21 @@ def equal_time_steps(dense_seconds: float, dense_steps: int, target_seconds: flo
     return max(1, round(dense_steps * target_seconds / dense_seconds))
 
 
+def analytic_wan_table(budget: int) -> list[dict]:
+    """FLOP-ideal speed-ups of the presets at real Wan 2.1 sizes (21 latent frames, uniform keyframes)."""
+    rows = []
+    for steps in (30, 50):
+        for preset in ("paper", "balanced", "fast"):
+            sched = preset_schedule(preset, steps)
+            smap = build_step_map(21, steps, sched, [round(i * 20 / (budget - 1)) for i in range(budget)])
+            row = {"steps": steps, "preset": f"{preset} (Tw{sched.warmup} {sched.n_small}-{sched.n_large} M{budget})",
+                   "full/key": f"{smap.full_passes()}/{smap.keyframe_passes()}"}
+            for name, dims in WAN_DIMS.items():
+                row[name] = f"{flop_ideal_speedup(smap, dims):.2f} / {flop_ideal_speedup(smap, dims, kv_cached=True):.2f}"
+            rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="RhymeFlow benchmark on the test bed (prints ratios measured side by side).")
     ap.add_argument("--steps", type=int, nargs="+", default=[30, 50], help="step counts to benchmark (each >= 10)")
@@ -167,7 +182,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"test bed: {dims.layers} blocks, dim {dims.dim}, {args.frames} latent frames x {dims.tokens_per_frame} tokens, "
           f"CFG 3.0 (cond+uncond batched); attention share of a dense pass: {attention_share(dims):.0%}; "
           f"{torch.get_num_threads()} CPU threads; fidelity over {args.videos} videos")
-    report = {"dims": dims.__dict__, "threads": torch.get_num_threads(), "tables": {}}
+    report = {"dims": dims.__dict__, "threads": torch.get_num_threads(), "tables": {}, "analytic_wan": analytic_wan_table(args.budget)}
+    print("\nFLOP-ideal speed-up at real Wan 2.1 sizes (hidden / kv context), attention share:",
+          ", ".join(f"{n} {attention_share(d):.0%}" for n, d in WAN_DIMS.items()))
+    keys = list(report["analytic_wan"][0])
+    widths = [max(len(k), *(len(str(r[k])) for r in report["analytic_wan"])) for k in keys]
+    print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
+    for r in report["analytic_wan"]:
+        print("  ".join(str(r[k]).ljust(w) for k, w in zip(keys, widths)))
     for steps in args.steps:
         jobs = [Job(cls=i % len(CLASSES), seed=i, frames=args.frames, steps=steps) for i in range(args.videos)]
         methods = [dense(steps),
