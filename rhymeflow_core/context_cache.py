@@ -24,6 +24,8 @@ class ContextCache:
         self.placement = placement
         self.dtype = dtype
         self._store: dict[tuple[int, int], tuple[torch.Tensor, ...]] = {}
+        # device placement: the batched tensors as recorded, returned as-is when asked in the same order
+        self._batched: dict[tuple[int, tuple[int, ...]], tuple[torch.Tensor, ...]] = {}
 
     def _stash(self, t: torch.Tensor) -> torch.Tensor:
         t = t.detach()
@@ -38,12 +40,17 @@ class ContextCache:
     def put(self, block: int, branches: Sequence[int], tensors: Sequence[torch.Tensor]) -> None:
         """Store a batched call's tensors, split into one chunk per CFG branch."""
         n = len(branches)
+        if self.placement == "device":
+            self._batched[(block, tuple(int(b) for b in branches))] = tuple(self._stash(t) for t in tensors)
         chunks = [t.chunk(n, dim=0) for t in tensors]
         for c, branch in enumerate(branches):
             self._store[(block, int(branch))] = tuple(self._stash(ch[c]) for ch in chunks)
 
     def get(self, block: int, branches: Sequence[int], device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
         """The stored tensors for ``branches`` in that order, batched, on ``device``."""
+        same = self._batched.get((block, tuple(int(b) for b in branches)))
+        if same is not None and same[0].device == device and same[0].dtype == dtype:
+            return same
         try:
             parts = [self._store[(block, int(b))] for b in branches]
         except KeyError as exc:
@@ -52,7 +59,9 @@ class ContextCache:
         return tuple(torch.cat([p[i] for p in parts]).to(device=device, dtype=dtype, non_blocking=True) for i in range(len(parts[0])))
 
     def nbytes(self) -> int:
+        """Bytes held (per-branch chunks of a batched record share its memory: counted once)."""
         return sum(t.numel() * t.element_size() for ts in self._store.values() for t in ts)
 
     def clear(self) -> None:
         self._store.clear()
+        self._batched.clear()

@@ -51,7 +51,8 @@ class RunState:
     keyframes: torch.Tensor | None = None  # frame indices, long, on the model's device
     mode: str = "full"
     cache: ContextCache = field(default_factory=ContextCache)
-    freqs: torch.Tensor | None = None  # RoPE rows of the full sequence, recorded at sync points
+    freqs_key: torch.Tensor | None = None  # RoPE rows of keyframe tokens, recorded at sync points
+    freqs_other: torch.Tensor | None = None  # RoPE rows of the other tokens
     tokens_per_frame: int = 0
     num_frames: int = 0
     dit: torch.nn.Module | None = None
@@ -148,20 +149,19 @@ def block_patch(args: dict, extra: dict) -> dict:
     x, e0, context = args["img"], args["vec"], args["txt"]
     if run.mode == "record":
         if i == 0:
-            run.freqs = args["pe"]
+            run.freqs_key, run.freqs_other = args["pe"][:, run.key_tok], args["pe"][:, run.other_tok]
         out, k, v = adapter.block_forward(block, x, e0, args["pe"], context, to)
         if holder.config.context_mode == "kv":
             run.cache.put(i, branches, (k[:, run.other_tok], v[:, run.other_tok]))
         else:
             run.cache.put(i, branches, (x[:, run.other_tok],))
         return {"img": out}
-    freqs_key = run.freqs[:, run.key_tok]
     if holder.config.context_mode == "kv":
         k_ctx, v_ctx = run.cache.get(i, branches, x.device, x.dtype)
     else:
         (h,) = run.cache.get(i, branches, x.device, x.dtype)
-        k_ctx, v_ctx = adapter.kv_from_hidden(block, h, e0, run.freqs[:, run.other_tok]) if h.shape[1] else (h, h)
-    return {"img": adapter.keyframe_block_forward(block, x, e0, freqs_key, context, k_ctx, v_ctx, to)}
+        k_ctx, v_ctx = adapter.kv_from_hidden(block, h, e0, run.freqs_other) if h.shape[1] else (h, h)
+    return {"img": adapter.keyframe_block_forward(block, x, e0, run.freqs_key, context, k_ctx, v_ctx, to)}
 
 
 def install(transformer_options: dict, holder: RhymeFlowHolder, num_blocks: int) -> dict:
