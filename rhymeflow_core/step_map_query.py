@@ -1,0 +1,194 @@
+"""The planned step map for the UI widget: a query of node settings in, the map's JSON out.
+
+The step-map widget on "RhymeFlow Async Sampler" redraws as the user edits the sampler and keyframe
+settings. It asks ``GET /rhymeflow/step_map`` (``nodes/routes.py``), which calls
+``planned_step_map`` here, so the schedule is computed by the same ``build_step_map`` the sampler
+runs and the widget never re-implements it.
+
+The map is *planned*: which frames become keyframes under ``semantic`` and ``dynamic`` is only known
+after warm-up (it depends on the x0 prediction), so the plan places ``budget`` keyframes uniformly;
+``uniform`` and ``manual`` plans are exact. The realised map comes from the sampler's stats after a run.
+
+Bad input never raises: the answer is ``{"error": "<what is wrong and what is accepted>", ...}`` so the
+widget can show the message in place of the map.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Mapping
+
+import torch
+
+from .keyframes import STRATEGIES, KeyframePlan, parse_frame_list, select_keyframes
+from .presets import MIN_STEPS, PRESETS, preset_schedule
+from .schedule import WAN_DIMS, ScheduleConfig, build_step_map, flop_ideal_speedup
+
+# Limits that keep one request cheap (a map is frames x steps small ints); generous for real use:
+# Wan's 81 pixel frames are 21 latent frames, long runs rarely exceed 100 steps.
+MAX_FRAMES = 512
+MAX_STEPS = 1000
+DEFAULT_FRAMES = 21
+DEFAULT_STEPS = 30
+FLOP_MODEL = "wan2.1-1.3b-480p"
+
+# Uniform placement is what the plan shows for strategies that choose frames only after warm-up.
+_DEFERRED = ("semantic", "dynamic")
+
+
+class _QueryError(ValueError):
+    pass
+
+
+def _get(query: Mapping[str, Any], name: str, default: Any) -> Any:
+    value = query.get(name, default)
+    if isinstance(value, (list, tuple)) and not isinstance(default, (list, tuple)):
+        value = value[-1] if value else default  # a repeated URL parameter: the last one wins
+    return default if value is None or value == "" else value
+
+
+def _int(query: Mapping[str, Any], name: str, default: int, lo: int, hi: int) -> int:
+    raw = _get(query, name, default)
+    if isinstance(raw, bool):
+        raise _QueryError(f"{name}={raw!r} must be an integer")
+    try:
+        value = int(raw) if isinstance(raw, int) else int(str(raw).strip(), 10)
+    except ValueError:
+        raise _QueryError(f"{name}={raw!r} must be an integer") from None
+    if not lo <= value <= hi:
+        raise _QueryError(f"{name}={value} must lie in {lo}..{hi}")
+    return value
+
+
+def _float(query: Mapping[str, Any], name: str, default: float) -> float:
+    raw = _get(query, name, default)
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise _QueryError(f"{name}={raw!r} must be a number") from None
+
+
+def _bool(query: Mapping[str, Any], name: str, default: bool) -> bool:
+    raw = _get(query, name, default)
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise _QueryError(f"{name}={raw!r} must be true or false")
+
+
+def _choice(query: Mapping[str, Any], name: str, default: str, accepted: tuple[str, ...]) -> str:
+    value = str(_get(query, name, default)).strip()
+    if value not in accepted:
+        raise _QueryError(f"{name}={value!r} is not known; accepted: {', '.join(accepted)}")
+    return value
+
+
+def schedule_from_query(query: Mapping[str, Any], steps: int) -> tuple[str, ScheduleConfig]:
+    """The preset name and its ``ScheduleConfig``; ``custom`` reads ``warmup``/``n_small``/``n_large``."""
+    preset = _choice(query, "preset", "paper", PRESETS)
+    if steps < MIN_STEPS:
+        raise _QueryError(
+            f"steps={steps} is too few for skipping to pay off (few-step distilled runs have nothing to skip); "
+            f"use at least {MIN_STEPS} steps"
+        )
+    if preset == "custom":
+        defaults = ScheduleConfig()
+        cfg = ScheduleConfig(
+            warmup=_int(query, "warmup", defaults.warmup, 0, MAX_STEPS),
+            n_small=_int(query, "n_small", defaults.n_small, 0, MAX_STEPS),
+            n_large=_int(query, "n_large", defaults.n_large, 0, MAX_STEPS),
+        )
+    else:
+        cfg = preset_schedule(preset, steps)
+    cfg.validate(steps)
+    return preset, cfg
+
+
+def _manual_frames(text: str) -> list[int]:
+    """``parse_frame_list`` with a bound first: "0-999999999" must not build a billion-element set."""
+    if len(text) > 20 * MAX_FRAMES:
+        raise _QueryError(f"manual text is {len(text)} characters long; a frame list needs at most {20 * MAX_FRAMES}")
+    too_big = [int(n) for n in re.findall(r"\d+", text) if int(n) >= MAX_FRAMES]
+    if too_big:
+        raise _QueryError(f"manual={text!r} names frame {too_big[0]}; frame indices stop at {MAX_FRAMES - 1}")
+    return parse_frame_list(text)
+
+
+def plan_from_query(query: Mapping[str, Any]) -> KeyframePlan:
+    """The ``KeyframePlan`` the connected "RhymeFlow Keyframes" node would output."""
+    strategy = _choice(query, "strategy", "semantic", STRATEGIES)
+    defaults = KeyframePlan()
+    manual: list[int] = []
+    if strategy == "manual":  # other strategies ignore the text, as the plan keeps it only for switching back
+        manual = _manual_frames(str(_get(query, "manual", "")))
+    return KeyframePlan(
+        strategy=strategy,
+        budget=_int(query, "budget", defaults.budget, 0, MAX_FRAMES),
+        threshold=_float(query, "threshold", defaults.threshold),
+        manual=tuple(manual),
+        force_first=_bool(query, "force_first", defaults.force_first),
+        force_last=_bool(query, "force_last", defaults.force_last),
+    )
+
+
+def planned_keyframes(plan: KeyframePlan, frames: int) -> list[int]:
+    """Exact for ``manual`` and ``uniform``; for ``semantic``/``dynamic`` the uniform stand-in.
+
+    Goes through ``select_keyframes`` (on a content-free latent) so validation and placement are the
+    sampler's own.
+    """
+    if plan.strategy in _DEFERRED:
+        plan = dataclasses.replace(plan, strategy="uniform")
+    blank = torch.zeros(1, 1, frames, 1, 1)
+    return list(select_keyframes(blank, plan).indices)
+
+
+def planned_step_map(query: Mapping[str, Any]) -> dict:
+    """``build_step_map(...).to_dict()`` for the settings in ``query``, plus what the widget shows.
+
+    ``query`` holds strings (URL parameters) or plain values: ``frames`` (latent frames, default 21),
+    ``steps`` (default 30), ``preset`` (paper/balanced/fast/custom; custom reads ``warmup``,
+    ``n_small``, ``n_large``), ``strategy``, ``budget``, ``threshold``, ``manual`` ("0, 6, 12-14"),
+    ``force_first``, ``force_last``.
+
+    Added keys: ``planned`` (always true here), ``keyframes_exact`` (false when the real keyframes are
+    chosen after warm-up), ``note``, ``preset``, ``strategy``, ``schedule`` (the ``ScheduleConfig``),
+    ``full_passes``, ``keyframe_passes``, ``flop_ideal`` (dense over RhymeFlow FLOPs for Wan 2.1 1.3B
+    480p at this frame count), ``flop_model`` and ``error`` (None). On bad input only ``error``,
+    ``planned`` and the echoed ``frames``/``steps`` (when readable) are returned.
+    """
+    out: dict[str, Any] = {"planned": True}
+    try:
+        frames = _int(query, "frames", DEFAULT_FRAMES, 2, MAX_FRAMES)
+        steps = _int(query, "steps", DEFAULT_STEPS, 1, MAX_STEPS)
+        out.update(frames=frames, steps=steps)
+        preset, cfg = schedule_from_query(query, steps)
+        plan = plan_from_query(query)
+        keys = planned_keyframes(plan, frames)
+        step_map = build_step_map(frames, steps, cfg, keys)
+    except ValueError as exc:  # _QueryError and the core's own validation messages
+        out["error"] = str(exc)
+        return out
+    dims = dataclasses.replace(WAN_DIMS[FLOP_MODEL], frames=frames)
+    exact = plan.strategy not in _DEFERRED
+    out.update(step_map.to_dict())
+    out.update(
+        keyframes_exact=exact,
+        note=(
+            "planned map" if exact else
+            f"planned map: {plan.strategy} keyframes are chosen after warm-up; {plan.budget} shown uniformly"
+        ),
+        preset=preset,
+        strategy=plan.strategy,
+        schedule=cfg.to_dict(),
+        full_passes=step_map.full_passes(),
+        keyframe_passes=step_map.keyframe_passes(),
+        flop_ideal=round(flop_ideal_speedup(step_map, dims), 4),
+        flop_model=FLOP_MODEL,
+        error=None,
+    )
+    return out

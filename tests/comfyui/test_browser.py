@@ -1,0 +1,288 @@
+"""The step-map widget in a real browser: ComfyUI headless, the try-it-now workflow queued from the page.
+
+What it checks, in headless Chromium against a real ComfyUI server with this pack in ``custom_nodes``:
+  * the extension loads and draws the PLANNED map on the RhymeFlow Async Sampler node as soon as the
+    workflow is loaded (the map comes from ``GET /rhymeflow/step_map``);
+  * after queueing the workflow from the page, the widget shows the REALISED map, and the canvas pixels of
+    each role colour are in the proportions of the run's own ``roles`` (from ``/history``);
+  * clicking a frame row writes the frame into the Keyframes node's ``manual`` text and sets "manual".
+A screenshot is left in ``out/browser/`` (or ``$RHYMEFLOW_ARTIFACTS/browser``).
+
+Skips cleanly without ComfyUI (``COMFYUI_PATH``, default /opt/comfyui), without Chromium
+(``CHROMIUM_PATH``, default /usr/bin/chromium; Debian: ``apt-get install -y chromium``), without the
+Playwright Python client (``pip install playwright``; its own browser download is not used), or
+without the example workflow. When the trained test-bed checkpoint is absent, a seeded random-weight
+checkpoint of the same architecture stands in: the widget test does not depend on image quality.
+
+Run: ``python -m pytest tests/comfyui/test_browser.py`` with any Python that has pytest and playwright
+(the server runs under ComfyUI's own interpreter: ``$COMFYUI_PATH/.venv/bin/python`` when present).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COMFYUI_ROOT = Path(os.environ.get("COMFYUI_PATH", "/opt/comfyui")).expanduser()
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+WORKFLOW = REPO_ROOT / "example_workflows" / "rhymeflow_testbed_try_it_now.json"
+ARTIFACTS = Path(os.environ.get("RHYMEFLOW_ARTIFACTS", REPO_ROOT / "out")) / "browser"
+PACK_NAME = "rhymeflow"
+SAMPLER, KEYFRAMES, STATS = "RhymeFlowAsyncSampler", "RhymeFlowKeyframes", "RhymeFlowStats"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+START_TIMEOUT_S = 240
+RUN_TIMEOUT_S = 900
+# web/step_map_logic.js ROLE_COLORS, as RGB
+ROLE_RGB = {0: (0x8B, 0x5C, 0xF6), 1: (0xF5, 0x9E, 0x0B), 2: (0x22, 0xC5, 0x5E), 3: (0x1E, 0x3A, 0x5F)}
+
+
+def _skip_reason() -> str | None:
+    if not (COMFYUI_ROOT / "main.py").is_file():
+        return f"ComfyUI not found: no main.py in {COMFYUI_ROOT} (set COMFYUI_PATH)"
+    if not CHROMIUM.is_file():
+        return f"Chromium not found at {CHROMIUM} (Debian: apt-get install -y chromium; or set CHROMIUM_PATH)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Playwright Python client missing: pip install playwright (uses the system Chromium)"
+    if not WORKFLOW.is_file():
+        return f"example workflow {WORKFLOW.name} not found"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get_json(url: str, timeout: float = 10):
+    with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - 127.0.0.1 only
+        return json.loads(r.read())
+
+
+def _comfy_python() -> str:
+    venv = COMFYUI_ROOT / ".venv" / "bin" / "python"
+    return str(venv) if venv.is_file() else sys.executable
+
+
+def _stand_in_checkpoint(folder: Path) -> None:
+    """A seeded random Wan 2.1 T2V test-bed checkpoint, written with ComfyUI's interpreter (it has torch)."""
+    code = (
+        "import sys, torch; sys.path.insert(0, sys.argv[1]);"
+        "from safetensors.torch import save_file;"
+        "from rhymeflow_core.testbed.wan_dit import WanConfig, WanModel;"
+        "torch.manual_seed(0); m = WanModel(WanConfig(dim=128, ffn_dim=512, num_layers=4));"
+        "save_file({k: v.detach().contiguous() for k, v in m.state_dict().items()}, sys.argv[2])"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run([_comfy_python(), "-c", code, str(REPO_ROOT), str(folder / "testbed_wan.safetensors")],
+                   check=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """ComfyUI on 127.0.0.1:<free port>, base directory in tmp, the repo linked as custom_nodes/rhymeflow."""
+    base = tmp_path_factory.mktemp("comfy_base")
+    (base / "custom_nodes").mkdir()
+    (base / "custom_nodes" / PACK_NAME).symlink_to(REPO_ROOT, target_is_directory=True)
+    if not (REPO_ROOT / "rhymeflow_core" / "testbed" / "weights" / "testbed_wan.safetensors").is_file():
+        _stand_in_checkpoint(base / "models" / "diffusion_models")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    log_path = ARTIFACTS / "comfyui.log"
+    log = open(log_path, "w")
+    cmd = [_comfy_python(), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+           "--base-directory", str(base), "--disable-api-nodes", "--database-url", f"sqlite:///{base / 'comfyui.db'}",
+           "--preview-method", "none"]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=COMFYUI_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"ComfyUI exited with {proc.returncode}; log:\n{log_path.read_text()[-4000:]}")
+            try:
+                _get_json(f"{url}/system_stats", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"ComfyUI did not answer in {START_TIMEOUT_S}s; log:\n{log_path.read_text()[-4000:]}")
+                time.sleep(1)
+        info = _get_json(f"{url}/object_info/{SAMPLER}")
+        assert SAMPLER in info, f"the pack did not load; log:\n{log_path.read_text()[-4000:]}"
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+CANVAS = "canvas.rhymeflow-step-map-canvas"
+
+COUNT_PIXELS_JS = """
+([sel, roleRgb]) => {
+  const c = document.querySelector(sel);
+  const img = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  const counts = {};
+  for (const k of Object.keys(roleRgb)) counts[k] = 0;
+  for (let i = 0; i < img.length; i += 4) {
+    for (const [k, [r, g, b]] of Object.entries(roleRgb)) {
+      if (img[i] === r && img[i + 1] === g && img[i + 2] === b && img[i + 3] === 255) { counts[k]++; break; }
+    }
+  }
+  return counts;
+}
+"""
+
+
+def _finished_run(url: str) -> dict:
+    """The history entry of the one queued prompt, once it has finished (the widget updates mid-prompt)."""
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        runs = [r for r in _get_json(f"{url}/history").values() if r.get("status", {}).get("status_str")]
+        if runs:
+            return runs[0]
+        time.sleep(1)
+    pytest.fail(f"the queued workflow did not finish in {RUN_TIMEOUT_S}s")
+
+
+def _wait(page, selector: str, timeout_ms: int) -> None:
+    """``wait_for_selector``; on timeout, fail with what the step-map canvases show instead."""
+    try:
+        page.wait_for_selector(selector, timeout=timeout_ms, state="attached")
+    except Exception as exc:  # noqa: BLE001 - playwright's TimeoutError; re-raised with context
+        seen = page.evaluate(f"() => [...document.querySelectorAll('{CANVAS}')].map(c => ({{...c.dataset}}))")
+        page.screenshot(path=str(ARTIFACTS / "timeout.png"))
+        pytest.fail(f"waiting for {selector}: {exc.__class__.__name__}; step-map canvases: {seen}")
+
+
+def _launch(p):
+    return p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+
+
+def test_step_map_widget_planned_realised_and_click(server):
+    from playwright.sync_api import sync_playwright
+
+    workflow = json.loads(WORKFLOW.read_text())
+    sampler_id = next(n["id"] for n in workflow["nodes"] if n["type"] == SAMPLER)
+    keyframes_id = next(n["id"] for n in workflow["nodes"] if n["type"] == KEYFRAMES)
+    stats_id = next((n["id"] for n in workflow["nodes"] if n["type"] == STATS), None)
+    console: list[str] = []
+    with sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+        try:
+            page.goto(server, wait_until="domcontentloaded", timeout=120_000)
+            page.wait_for_function(
+                "() => window.comfyAPI?.app?.app?.extensions?.some(e => e.name === 'RhymeFlow.StepMap')",
+                timeout=120_000,
+            )
+            page.evaluate("async (wf) => { await window.comfyAPI.app.app.loadGraphData(wf); }", workflow)
+            page.wait_for_function(
+                "([id, type]) => window.comfyAPI.app.app.graph?.getNodeById(id)?.type === type",
+                arg=[sampler_id, SAMPLER], timeout=60_000,
+            )
+            # Bring the sampler into view so its DOM widget is laid out and drawn.
+            page.evaluate(
+                """(id) => { const app = window.comfyAPI.app.app; const n = app.graph.getNodeById(id);
+                             app.canvas.ds.scale = 1; app.canvas.centerOnNode(n); app.canvas.setDirty(true, true); }""",
+                sampler_id,
+            )
+            page.keyboard.press("Escape")  # close the "missing nodes"/template dialogs the load may open
+            sel = f'{CANVAS}[data-node-id="{sampler_id}"]'
+            _wait(page, f'{sel}[data-view="planned"][data-frames="21"][data-steps="30"]', 120_000)
+            planned = page.eval_on_selector(sel, "c => ({...c.dataset})")
+            assert planned["error"] == "", planned
+            page.screenshot(path=str(ARTIFACTS / "planned.png"))
+
+            page.evaluate("() => window.comfyAPI.app.app.queuePrompt(0)")
+            _wait(page, f'{sel}[data-view="realised"]', RUN_TIMEOUT_S * 1000)
+            # the Stats node's output (richer stats) may arrive just after the websocket event
+            page.wait_for_timeout(1500)
+            page.evaluate(
+                """(id) => { const app = window.comfyAPI.app.app; app.canvas.centerOnNode(app.graph.getNodeById(id));
+                             app.canvas.setDirty(true, true); }""",
+                sampler_id,
+            )
+            page.wait_for_timeout(500)
+            realised = page.eval_on_selector(sel, "c => ({...c.dataset})")
+            page.screenshot(path=str(ARTIFACTS / "realised.png"))
+            page.eval_on_selector(sel, "c => c.toDataURL('image/png')")  # the canvas is readable (not tainted)
+            counts = page.evaluate(COUNT_PIXELS_JS, [sel, {str(k): list(v) for k, v in ROLE_RGB.items()}])
+
+            run = _finished_run(server)
+            assert run["status"]["completed"], run["status"]
+            stats = run["outputs"][str(stats_id)]["rhymeflow_stats"][0] if stats_id is not None else None
+
+            # Click the row of a frame that is not a keyframe: it becomes a manual keyframe.
+            keys = [int(k) for k in realised["keyframes"].split(",") if k]
+            frame = next(f for f in range(int(realised["frames"])) if f not in keys)
+            point = page.evaluate(
+                """async ([sel, frame]) => {
+                     const logic = await import('/extensions/%s/step_map_logic.js');
+                     const c = document.querySelector(sel);
+                     const L = logic.gridLayout(c.clientWidth, c.clientHeight, Number(c.dataset.frames), Number(c.dataset.steps));
+                     const cell = logic.cellRect(L, frame, Math.floor(Number(c.dataset.steps) / 2));
+                     const r = c.getBoundingClientRect();
+                     return { x: r.left + (cell.x + cell.w / 2) * r.width / c.clientWidth,
+                              y: r.top + (cell.y + cell.h / 2) * r.height / c.clientHeight };
+                   }""" % PACK_NAME,
+                [sel, frame],
+            )
+            page.mouse.click(point["x"], point["y"])
+            page.wait_for_timeout(300)
+            widgets = page.evaluate(
+                """(id) => Object.fromEntries(window.comfyAPI.app.app.graph.getNodeById(id).widgets.map(w => [w.name, w.value]))""",
+                keyframes_id,
+            )
+            _wait(page, f'{sel}[data-view="planned"]', 60_000)
+            page.wait_for_function(
+                "([sel, f]) => document.querySelector(sel).dataset.keyframes.split(',').includes(String(f))",
+                arg=[sel, frame], timeout=30_000,
+            )
+            page.screenshot(path=str(ARTIFACTS / "after_click.png"))
+        finally:
+            (ARTIFACTS / "console.log").write_text("\n".join(console))
+            browser.close()
+
+    (ARTIFACTS / "result.json").write_text(json.dumps(
+        {"planned": planned, "realised": realised, "pixel_counts": counts, "clicked_frame": frame,
+         "keyframes_widgets": widgets}, indent=1))
+    assert realised["error"] == "" and int(realised["frames"]) >= 2
+    assert all(counts[str(k)] > 0 for k in ROLE_RGB), counts
+    if stats is not None:
+        roles = stats["roles"]
+        assert [len(roles), len(roles[0])] == [int(realised["frames"]), int(realised["steps"])]
+        cells = {k: sum(row.count(k) for row in roles) for k in ROLE_RGB}
+        n_cells, n_px = sum(cells.values()), sum(counts.values())
+        for k in ROLE_RGB:  # cell interiors only (edges are anti-aliased): shares agree within a few percent
+            assert abs(counts[str(k)] / n_px - cells[k] / n_cells) < 0.06, (k, counts, cells)
+        assert keys == stats["keyframes"]
+    assert widgets["strategy"] == "manual"
+    assert frame in [int(x) for x in _expand(widgets["manual"])]
+    assert not [m for m in console if m.startswith("pageerror")], console
+
+
+def _expand(text: str) -> list[int]:
+    from rhymeflow_core.keyframes import parse_frame_list
+
+    return parse_frame_list(text)

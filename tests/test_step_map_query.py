@@ -1,0 +1,181 @@
+"""The step-map widget's route logic (rhymeflow_core.step_map_query) and its agreement with the JS side.
+
+The widget never recomputes the schedule: these tests pin that the route answers exactly what
+``build_step_map`` says for the same settings, that bad settings come back as an ``error`` string
+(never an exception), and that web/step_map_logic.js names the roles as the core does. The JSON fixture
+tests/web/fixtures/step_map_fixture.json is generated here from Python and read by the node tests
+(tests/web/step_map_logic.test.mjs); regenerate it with ``RHYMEFLOW_UPDATE_FIXTURES=1 pytest tests/test_step_map_query.py``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from rhymeflow_core.keyframes import parse_frame_list
+from rhymeflow_core.presets import preset_schedule
+from rhymeflow_core.schedule import ROLE_LEGEND, WAN_DIMS, ScheduleConfig, build_step_map, flop_ideal_speedup
+from rhymeflow_core.step_map_query import planned_step_map
+
+REPO = Path(__file__).resolve().parents[1]
+LOGIC_JS = REPO / "web" / "step_map_logic.js"
+FIXTURE = REPO / "tests" / "web" / "fixtures" / "step_map_fixture.json"
+
+
+def _step_map_keys(d: dict) -> dict:
+    keys = ("frames", "steps", "roles", "keyframes", "groups", "warmup", "legend")
+    return {k: d[k] for k in keys}
+
+
+@pytest.mark.parametrize("preset", ["paper", "balanced", "fast"])
+@pytest.mark.parametrize("steps", [10, 30, 50])
+def test_preset_and_uniform_plan_equals_build_step_map(preset, steps):
+    out = planned_step_map({"preset": preset, "steps": str(steps), "frames": "21", "strategy": "uniform", "budget": "4"})
+    assert out["error"] is None
+    expected = build_step_map(21, steps, preset_schedule(preset, steps), [0, 7, 13, 20]).to_dict()
+    assert _step_map_keys(out) == expected
+    assert set(expected) <= set(out)
+    assert out["planned"] is True and out["keyframes_exact"] is True
+
+
+def test_custom_manual_plan_equals_build_step_map_and_flop_ideal():
+    q = {"preset": "custom", "warmup": "6", "n_small": "2", "n_large": "4", "steps": "40", "frames": "13",
+         "strategy": "manual", "manual": "3, 6-8", "force_first": "true", "force_last": "false"}
+    out = planned_step_map(q)
+    assert out["error"] is None
+    cfg = ScheduleConfig(warmup=6, n_small=2, n_large=4)
+    sm = build_step_map(13, 40, cfg, [0, 3, 6, 7, 8])
+    assert _step_map_keys(out) == sm.to_dict()
+    dims = dataclasses.replace(WAN_DIMS["wan2.1-1.3b-480p"], frames=13)
+    assert out["flop_ideal"] == pytest.approx(flop_ideal_speedup(sm, dims), abs=1e-4)
+    assert out["flop_ideal"] > 1.0
+    assert out["full_passes"] == sm.full_passes() and out["keyframe_passes"] == sm.keyframe_passes()
+    assert out["schedule"] == cfg.to_dict()
+
+
+def test_semantic_is_labelled_planned_with_uniform_stand_in():
+    out = planned_step_map({"strategy": "semantic", "budget": "5"})
+    assert out["error"] is None and out["planned"] is True and out["keyframes_exact"] is False
+    assert "planned" in out["note"] and "after warm-up" in out["note"]
+    assert out["frames"] == 21 and out["steps"] == 30 and len(out["keyframes"]) == 5
+    assert out["keyframes"][0] == 0 and out["keyframes"][-1] == 20
+
+
+def test_defaults_and_plain_values_are_accepted():
+    a = planned_step_map({})
+    b = planned_step_map({"frames": 21, "steps": 30, "preset": "paper", "strategy": "semantic", "budget": 4,
+                          "force_first": True, "force_last": True})
+    assert a["error"] is None and a == b
+    json.dumps(a)  # the route sends it as JSON
+
+
+@pytest.mark.parametrize(
+    "query, fragment",
+    [
+        ({"steps": "9"}, "steps=9"),
+        ({"steps": "5", "preset": "custom", "warmup": "2"}, "steps=5"),
+        ({"preset": "custom", "warmup": "30", "steps": "30"}, "warmup=30"),
+        ({"preset": "custom", "warmup": "35", "steps": "30"}, "warmup=35"),
+        ({"budget": "21", "frames": "21"}, "budget=21"),
+        ({"budget": "30", "frames": "21", "strategy": "uniform"}, "budget=30"),
+        ({"strategy": "manual", "manual": "0, six"}, "cannot read frame list"),
+        ({"strategy": "manual", "manual": "5-3"}, "cannot read frame list"),
+        ({"strategy": "manual", "manual": "25", "frames": "21"}, "outside 0..20"),
+        ({"strategy": "manual", "manual": "0-99999999999"}, "frame indices stop at"),
+        ({"frames": "abc"}, "frames='abc'"),
+        ({"frames": "1"}, "frames=1"),
+        ({"preset": "turbo"}, "preset='turbo'"),
+        ({"strategy": "magic"}, "strategy='magic'"),
+        ({"force_last": "maybe"}, "force_last"),
+        ({"preset": "custom", "n_small": "3", "n_large": "2"}, "n_large=2"),
+    ],
+)
+def test_bad_input_is_an_error_string_not_an_exception(query, fragment):
+    out = planned_step_map(query)
+    assert isinstance(out["error"], str) and fragment in out["error"], out["error"]
+    assert "roles" not in out and out["planned"] is True
+
+
+def test_manual_text_is_ignored_unless_strategy_is_manual():
+    assert planned_step_map({"strategy": "uniform", "manual": "not a list"})["error"] is None
+
+
+def test_routes_module_imports_without_comfyui():
+    spec = importlib.util.spec_from_file_location("rhymeflow_routes_under_test", REPO / "nodes" / "routes.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # no ComfyUI `server` module here: must not raise
+    assert mod.ROUTE == "/rhymeflow/step_map"
+    assert mod.register_routes(server=object()) is False  # an object without routes is refused
+
+    class FakeRoutes:
+        def __init__(self):
+            self.added = {}
+
+        def get(self, path):
+            def deco(fn):
+                self.added[path] = fn
+                return fn
+            return deco
+
+    server = type("S", (), {"routes": FakeRoutes()})()
+    assert mod.register_routes(server=server) is True
+    assert server.routes.added == {"/rhymeflow/step_map": mod.handle_step_map}
+
+
+# ---- agreement with web/step_map_logic.js -------------------------------------------------------
+
+def _js_object(name: str) -> dict[int, str]:
+    text = LOGIC_JS.read_text()
+    m = re.search(rf"export const {name} = Object\.freeze\(\{{(.*?)\}}\);", text, re.S)
+    assert m, f"{name} not found in {LOGIC_JS}"
+    return {int(k): v for k, v in re.findall(r'(\d+)\s*:\s*"([^"]*)"', m.group(1))}
+
+
+def test_js_role_legend_and_codes_match_core():
+    assert _js_object("ROLE_LEGEND") == ROLE_LEGEND
+    text = LOGIC_JS.read_text()
+    from rhymeflow_core import schedule
+
+    for name in ("ROLE_WARMUP", "ROLE_SYNC", "ROLE_KEY", "ROLE_SKIP"):
+        m = re.search(rf"export const {name} = (\d+);", text)
+        assert m and int(m.group(1)) == getattr(schedule, name), name
+    colors = _js_object("ROLE_COLORS")
+    assert set(colors) == set(ROLE_LEGEND) and len(set(colors.values())) == len(colors)
+
+
+FRAME_LIST_CASES = ["0, 6, 12-14", "", " , ", "3", "14-12", "1,1,2", "0-2, 5 - 7,", "a", "-1", "2-", "07, 8"]
+
+
+def expected_fixture() -> dict:
+    cases = []
+    for text in FRAME_LIST_CASES:
+        try:
+            cases.append({"text": text, "frames": parse_frame_list(text)})
+        except ValueError:
+            cases.append({"text": text, "error": True})
+    query = {"frames": "6", "steps": "12", "preset": "custom", "warmup": "3", "n_small": "2", "n_large": "3",
+             "strategy": "manual", "manual": "2"}
+    return {
+        "_generated_by": "tests/test_step_map_query.py (RHYMEFLOW_UPDATE_FIXTURES=1 to rewrite)",
+        "legend": {str(k): v for k, v in ROLE_LEGEND.items()},
+        "frame_lists": cases,
+        "planned_query": query,
+        "planned": planned_step_map(query),
+        "planned_error": planned_step_map({"steps": "9"}),
+    }
+
+
+def test_js_fixture_is_current():
+    expected = expected_fixture()
+    if os.environ.get("RHYMEFLOW_UPDATE_FIXTURES") == "1":
+        FIXTURE.parent.mkdir(parents=True, exist_ok=True)
+        FIXTURE.write_text(json.dumps(expected, indent=1) + "\n")
+    assert FIXTURE.is_file(), f"missing {FIXTURE}; run RHYMEFLOW_UPDATE_FIXTURES=1 pytest {__file__}"
+    assert json.loads(FIXTURE.read_text()) == expected, (
+        f"{FIXTURE} is stale; run RHYMEFLOW_UPDATE_FIXTURES=1 pytest {__file__}"
+    )
