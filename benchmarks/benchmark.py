@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from rhymeflow_core.asymrnr import AsymRnRState, ReductionSchedule, install as install_asymrnr  # noqa: E402
 from rhymeflow_core.flops import count_flops  # noqa: E402
 from rhymeflow_core.keyframes import KeyframePlan  # noqa: E402
 from rhymeflow_core.metrics import psnr_per_frame, ssim_per_frame  # noqa: E402
@@ -51,8 +52,9 @@ class Method:
     name: str
     run: Callable
     steps: int
-    ideal: Callable | None = None  # keyframes -> FLOP-ideal speed-up
+    ideal: Callable | None = None  # (keyframes, attention FLOPs saved per video) -> FLOP-ideal speed-up
     result: dict = field(default_factory=dict)
+    asym: AsymRnRState | None = None  # the AsymRnR state of the last run, if the method uses it
 
 
 def dense(steps: int, name: str | None = None) -> Method:
@@ -63,26 +65,50 @@ def dense(steps: int, name: str | None = None) -> Method:
 
 
 def rhymeflow(steps: int, preset: str, budget: int, context: str = "kv", projection: str = "linear",
-              solver: str = "euler", dims: ModelDims | None = None) -> Method:
+              solver: str = "euler", dims: ModelDims | None = None, asymrnr: ReductionSchedule | None = None) -> Method:
     schedule = preset_schedule(preset, steps)
     plan = KeyframePlan(budget=budget)
     config = PatchConfig(context_mode=context)
+    label = f"rhymeflow {preset} (Tw{schedule.warmup} {schedule.n_small}-{schedule.n_large} M{budget}) {context}"
+    label += f" {projection}" if projection != "linear" else ""
+    label += f" {solver}" if solver != "euler" else ""
+    label += " + asymrnr" if asymrnr is not None else ""
+    method = Method(label, None, steps)
 
     def run(model, job):
-        latent, _, holder = run_sampler(sample_rhymeflow, model, job, config, plan=plan, schedule=schedule,
-                                        projection=projection, keyframe_solver=solver)
+        to = _asym_options(method, asymrnr)
+        latent, _, holder = run_sampler(sample_rhymeflow, model, job, config, transformer_options=to, plan=plan,
+                                        schedule=schedule, projection=projection, keyframe_solver=solver)
         return latent, holder
 
-    def ideal(keyframes):
+    def ideal(keyframes, saved, dense_flops):
         smap = build_step_map(dims.frames, steps, schedule, keyframes)
-        return flop_ideal_speedup(smap, dims, kv_cached=context == "kv")
+        cost = dense_flops / flop_ideal_speedup(smap, dims, kv_cached=context == "kv")
+        return dense_flops / (cost - saved)
 
-    label = f"rhymeflow {preset} (Tw{schedule.warmup} {schedule.n_small}-{schedule.n_large} M{budget}) {context}"
-    if projection != "linear":
-        label += f" {projection}"
-    if solver != "euler":
-        label += f" {solver}"
-    return Method(label, run, steps, ideal=ideal)
+    method.run, method.ideal = run, ideal
+    return method
+
+
+def asymrnr_only(steps: int, sched: ReductionSchedule) -> Method:
+    method = Method(f"asymrnr (calibrated schedule, saves {sched.flop_fraction():.0%} attn)", None, steps)
+
+    def run(model, job):
+        latent, _, _ = run_sampler(sample_dense, model, Job(**{**job.__dict__, "steps": steps}),
+                                   transformer_options=_asym_options(method, sched))
+        return latent, None
+
+    method.run = run
+    method.ideal = lambda keyframes, saved, dense_flops: dense_flops / (dense_flops - saved)
+    return method
+
+
+def _asym_options(method: Method, sched: ReductionSchedule | None) -> dict:
+    """Fresh AsymRnR state per run (kept on the method for its stats), installed like the node does."""
+    if sched is None:
+        return {}
+    method.asym = AsymRnRState(sched)
+    return install_asymrnr({}, method.asym)
 
 
 def timed(method: Method, model, job) -> float:
@@ -104,7 +130,12 @@ def measure_quality(methods: list[Method], ref_videos: list[torch.Tensor], model
         p, s = torch.cat(psnr), torch.cat(ssim)
         m.result.update(psnr_mean=float(p.mean()), psnr_worst=float(p.min()), ssim_mean=float(s.mean()), ssim_worst=float(s.min()))
         m.result["flops"] = count_flops(lambda: m.run(model, jobs[0]))
-        m.result["flop_ideal"] = m.ideal(stats["keyframes"]) if m.ideal else reference.steps / m.steps
+        saved = (m.asym.stats.flops_dense - m.asym.stats.flops) if m.asym is not None else 0
+        keyframes = stats["keyframes"] if stats else None
+        m.result["flop_ideal"] = (m.ideal(keyframes, saved, reference.result["flops"]) if m.ideal
+                                  else reference.steps / m.steps)
+        if m.asym is not None:
+            m.result["attention_saved"] = saved / max(m.asym.stats.flops_dense, 1)
         if stats is not None:
             m.result.update(full_passes=stats["full_passes"], keyframe_passes=stats["keyframe_passes"],
                             cache_mb=stats["cache_bytes"] / 2**20, keyframes=stats["keyframes"])
@@ -170,6 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--budget", type=int, default=4, help="RhymeFlow keyframes")
     ap.add_argument("--quick", action="store_true", help="2 videos, 3 reps, 30 steps: a smoke run")
     ap.add_argument("--weights", type=Path, default=DEFAULT_DIR)
+    ap.add_argument("--asymrnr", type=Path, default=ROOT / "rhymeflow_core" / "asymrnr" / "schedules" / "testbed_wan.json",
+                    help="AsymRnR schedule for the AsymRnR rows")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "benchmark")
     args = ap.parse_args(argv)
     if args.quick:
@@ -199,6 +232,11 @@ def main(argv: list[str] | None = None) -> None:
                    rhymeflow(steps, "balanced", args.budget, "kv", dims=dims),
                    rhymeflow(steps, "fast", args.budget, "kv", dims=dims),
                    rhymeflow(steps, "fast", max(2, args.budget // 2), "kv", solver="ab2", dims=dims)]
+        if args.asymrnr.exists():
+            sched = ReductionSchedule.load(args.asymrnr)
+            methods += [asymrnr_only(steps, sched), rhymeflow(steps, "fast", args.budget, "kv", dims=dims, asymrnr=sched)]
+        else:
+            print(f"(no AsymRnR schedule at {args.asymrnr}: AsymRnR rows skipped; calibrate with python -m rhymeflow_core.asymrnr.calibrate)")
         ref_videos = [pseudo_vae.decode(methods[0].run(model, j)[0])[0] for j in jobs]
         measure_quality(methods, ref_videos, model, jobs, methods[0])
         measure_time(methods, model, jobs[0], args.reps)  # first pass: find the equal-time step counts

@@ -343,3 +343,68 @@ def test_calibration_gives_more_to_the_more_redundant_cells():
          "n_dst": 10, "meta": {}, "hist": {"q": [[near, near], [far, far]], "kv": [[far, far], [far, far]]}}
     s = build_schedule(m, target=0.2, threshold=0.1, dense_start=0.0)
     assert s.rates["q"][0][0] > s.rates["q"][1][0] > 0 and s.rates["q"][0][0] <= 0.7
+
+
+# ----------------------------------------------------------------------------------------------- node sources (pure)
+
+def test_uniform_schedule_source():
+    from rhymeflow_core.asymrnr import sources
+
+    s = sources.uniform_schedule(3, 0.4, 0.25, dense_start=0.2, cache_steps=2)
+    assert (s.num_blocks, s.num_steps, s.cache_steps) == (3, sources.UNIFORM_COLUMNS, 2)
+    assert all(row[:20] == [0.0] * 20 and set(row[20:]) == {0.4} for row in s.rates["q"])
+    assert all(set(row[20:]) == {0.25} for row in s.rates["kv"])
+    for total in (10, 30, 50):  # read by progress: the first ceil(0.2 * total) steps are dense
+        dense = [i for i in range(total) if s.rate("q", 0, i, total) == 0]
+        assert dense == list(range(-(-2 * total // 10))), total
+    assert sources.uniform_schedule(2, 0.0, 0.0).flop_fraction() == 1.0
+    with pytest.raises(ValueError, match=r"input 'q_rate' = 0\.99; accepted: 0 <= q_rate <= 0\.95"):
+        sources.uniform_schedule(2, 0.99, 0.0)
+    with pytest.raises(ValueError, match=r"input 'dense_start' = -0\.1"):
+        sources.uniform_schedule(2, 0.1, 0.1, dense_start=-0.1)
+
+
+def test_scaled_schedule_and_cache_steps():
+    from rhymeflow_core.asymrnr import sources
+
+    s = ReductionSchedule.uniform(2, 3, q=0.6, kv=0.4, cache_steps=3)
+    half = sources.scaled(s, 0.5)
+    assert half.rates["q"] == [[0.3] * 3] * 2 and half.rates["kv"] == [[0.2] * 3] * 2 and half.meta["scale"] == 0.5
+    assert s.rates["q"][0][0] == 0.6  # the original is untouched
+    assert sources.scaled(s, 1.0).rates == s.rates and sources.scaled(s, 0.0).flop_fraction() == 1.0
+    for bad in (1.5, -0.1, float("nan")):
+        with pytest.raises(ValueError, match=r"input 'scale' = .*; accepted: 0 <= scale <= 1"):
+            sources.scaled(s, bad)
+    assert sources.with_cache_steps(s, 0) is s and sources.with_cache_steps(s, 5).cache_steps == 5
+
+
+def test_resolve_path_and_block_check(tmp_path):
+    from rhymeflow_core.asymrnr import sources
+
+    s = ReductionSchedule.uniform(4, 2, q=0.1)
+    (tmp_path / "asymrnr").mkdir()
+    s.save(tmp_path / "asymrnr" / "x.json")
+    assert sources.resolve_path("asymrnr/x.json", (tmp_path,)) == tmp_path / "asymrnr" / "x.json"
+    assert sources.resolve_path(str(tmp_path / "asymrnr" / "x.json")) == tmp_path / "asymrnr" / "x.json"
+    with pytest.raises(ValueError, match=r"input 'schedule_file' = 'nope\.json': no such file"):
+        sources.resolve_path("nope.json", (tmp_path,))
+    with pytest.raises(ValueError, match=r"input 'schedule_file' is empty"):
+        sources.resolve_path("  ")
+    sources.check_blocks(s, 4)
+    with pytest.raises(ValueError, match=r"the schedule has 4 blocks but the model has 30"):
+        sources.check_blocks(s, 30)
+
+
+def test_stats_and_schedule_texts():
+    from rhymeflow_core.asymrnr import sources
+
+    state = make_state(q=0.5, kv=0.5, steps=2, cache_steps=1)
+    state.stats.add(0, 0, 1, HEADS, D, N, N, N)
+    state.stats.add(0, 1, 1, HEADS, D, N, 24, 24)
+    text = sources.stats_text(state.stats.summary())
+    assert "1 of 2 (block, step) cells reduced (1 blocks x 2 steps)" in text
+    assert "q 75.0%, k/v 75.0% on average" in text and "FLOPs saved: 37.5%" in text
+    assert "no video self-attention call" in sources.stats_text(make_state().stats.summary())
+    sched_text = sources.schedule_text(ReductionSchedule.uniform(2, 4, q=0.5), "asymrnr/s_00001_.json")
+    assert "2 blocks x 4 steps" in sched_text and "mean rate q 0.500, kv 0.000" in sched_text
+    assert "FLOPs left 50.0%" in sched_text and sched_text.endswith("written to asymrnr/s_00001_.json")

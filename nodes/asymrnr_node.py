@@ -1,0 +1,386 @@
+"""AsymRnR nodes: asymmetric token reduction in Wan self-attention (MODEL -> MODEL), its calibration on the
+user's own model, and what the last run reduced.
+
+Calibration in a graph: AsymRnR Calibrate gives a MODEL with a recorder (dense, bit-exact with its input) and
+a calibration handle; sample once with that MODEL and a standard sampler (euler); AsymRnR Schedule, fed the
+handle and the sampler's LATENT (which orders it after sampling), builds the schedule, writes it to ComfyUI's
+output folder and outputs it for AsymRnR Token Reduction (same graph) or a later ``schedule_source=file``.
+
+Shared state (documented behaviour): the AsymRnR state sits in ``transformer_options["asymrnr"]``; the
+attention override is a closure over it, so every copy of the model options (``ModelPatcher.clone()``,
+ComfyUI's per-run copies) shares it (``AsymRnRState.__deepcopy__`` returns ``self``). Each execution of the
+AsymRnR node makes a new state; clones made from its output (LoRA loaders, ModelSamplingSD3, Projection
+Patch, a second guider) share it. That is safe: ComfyUI samples one model at a time, and the OUTER_SAMPLE
+wrapper resets the state (step clock, matching cache, statistics, token grid) before and after every
+sampling run, so no matching or clock survives from one run into another, whichever clone ran. Only
+results are kept, per sampled MODEL object: AsymRnR Stats reports the run of the MODEL it is given, even
+when two clones of one patched model were sampled in one prompt (a MODEL never sampled itself falls back
+to the latest run of any model sharing its state, and says so).
+"""
+from __future__ import annotations
+
+import logging
+import weakref
+
+from comfy_api.latest import io
+
+from ..rhymeflow_core.asymrnr import KEY, AsymRnRState, ReductionSchedule, grid_wrapper, make_override
+from ..rhymeflow_core.asymrnr import sources
+from ..rhymeflow_core.asymrnr.matching import DEFAULT_STRIDE
+from .common import ADVANCED, CATEGORY
+
+log = logging.getLogger("rhymeflow")
+
+AsymRnRSchedule = io.Custom("ASYMRNR_SCHEDULE")
+AsymRnRCalibration = io.Custom("ASYMRNR_CALIBRATION")
+
+NODE = "AsymRnR Token Reduction"
+CALIBRATE_NODE = "AsymRnR Calibrate"
+SCHEDULE_NODE = "AsymRnR Schedule"
+STATS_NODE = "AsymRnR Stats"
+SOURCES = ("uniform", "testbed", "file", "input")
+
+# results of finished runs, never run state: sampled ModelPatcher -> record, and state -> latest record
+_RUNS_BY_MODEL: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_RUNS_BY_STATE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+# ------------------------------------------------------------------------------------------ glue
+
+def outer_sample_wrapper(executor, *args, **kwargs):
+    """OUTER_SAMPLE wrapper keyed "asymrnr": a fresh run state before sampling, none left after it."""
+    guider = executor.class_obj
+    state = guider.model_options.get("transformer_options", {}).get(KEY)
+    if not isinstance(state, AsymRnRState):
+        return executor(*args, **kwargs)
+    sigmas = args[3] if len(args) > 3 else kwargs.get("sigmas")
+    calibrating = state.recorder is not None
+    if calibrating:  # one measurement per run, sized for this run's steps
+        from ..rhymeflow_core.asymrnr.calibrate import RedundancyRecorder
+
+        steps = max(1, len(sigmas) - 1)
+        state.recorder = RedundancyRecorder(state.schedule.num_blocks, steps)
+        state.schedule = ReductionSchedule.uniform(state.schedule.num_blocks, steps, dst_stride=state.schedule.dst_stride)
+    state.reset()
+    state.grid = None
+    done = False
+    try:
+        out = executor(*args, **kwargs)
+        done = True
+        return out
+    finally:
+        if done:
+            record = {"stats": state.stats.summary()}
+            if calibrating:
+                record["measurement"] = state.recorder.to_dict(seed=state.seed, dst_stride=list(state.schedule.dst_stride))
+            _RUNS_BY_STATE[state] = record
+            try:
+                _RUNS_BY_MODEL[guider.model_patcher] = record
+            except TypeError:  # not weak-referenceable: the per-state record still serves
+                pass
+        state.reset()
+        state.grid = None
+
+
+def check_model(model, node: str) -> int:
+    """The number of DiT blocks of a ComfyUI Wan model; a clear error for anything else."""
+    import comfy.ldm.wan.model as wan
+
+    dm = getattr(getattr(model, "model", None), "diffusion_model", None)
+    if not isinstance(dm, wan.WanModel):
+        raise ValueError(f"{node}: input 'model' is a {type(dm).__name__} ({type(getattr(model, 'model', None)).__name__}); "
+                         "supported: Wan 2.1 / 2.2 DiTs (WanModel), loaded with UNETLoader or a checkpoint loader")
+    return len(dm.blocks)
+
+
+def install(model, state: AsymRnRState, node: str):
+    """A clone of ``model`` with ``state`` installed; ``model`` itself is untouched.
+
+    The override chains to whatever override the input had. If the input already carries AsymRnR directly
+    under its override, that AsymRnR is replaced (not stacked); under another pack's override, refused.
+    """
+    import comfy.patcher_extension
+
+    m = model.clone()
+    to = m.model_options.setdefault("transformer_options", {})
+    previous = to.get("optimized_attention_override")
+    old = to.get(KEY)
+    if isinstance(old, AsymRnRState):
+        if getattr(previous, "asymrnr_state", None) is not old:
+            raise ValueError(f"{node}: input 'model' already has AsymRnR under another attention override; apply AsymRnR "
+                             "(or AsymRnR Calibrate) once, before other attention patches")
+        log.info("%s: input 'model' already had AsymRnR; it is replaced, not stacked", node)
+        previous = old.previous_override
+    state.previous_override = previous
+    override = make_override(state)
+    override.asymrnr_state = state
+    to["optimized_attention_override"] = override
+    to[KEY] = state
+    for kind, fn in ((comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, outer_sample_wrapper),
+                     (comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, grid_wrapper)):
+        m.remove_wrappers_with_key(kind, KEY)
+        m.add_wrapper_with_key(kind, KEY, fn)
+    return m
+
+
+def state_of(model) -> AsymRnRState | None:
+    state = getattr(model, "model_options", {}).get("transformer_options", {}).get(KEY)
+    return state if isinstance(state, AsymRnRState) else None
+
+
+def last_run(model) -> tuple[dict | None, bool]:
+    """``(record, exact)``: the finished run of ``model`` itself, else the latest of any model sharing its state."""
+    try:
+        record = _RUNS_BY_MODEL.get(model)
+    except TypeError:
+        record = None
+    if record is not None:
+        return record, True
+    state = state_of(model)
+    return (_RUNS_BY_STATE.get(state) if state is not None else None), False
+
+
+class Calibration:
+    """The ASYMRNR_CALIBRATION handle: the recording state and how to turn its measurement into a schedule."""
+
+    def __init__(self, state: AsymRnRState, build: dict):
+        self.state, self.build = state, build
+
+    def measurement(self) -> dict | None:
+        record = _RUNS_BY_STATE.get(self.state)
+        return None if record is None else record.get("measurement")
+
+
+def _output_dir() -> str:
+    import folder_paths
+
+    return folder_paths.get_output_directory()
+
+
+# ------------------------------------------------------------------------------------------ nodes
+
+class RhymeFlowAsymRnR(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RhymeFlowAsymRnR",
+            display_name=NODE,
+            category=CATEGORY,
+            description="AsymRnR (arXiv 2412.11706): shortens queries and keys/values of Wan's video self-attention "
+                        "separately, per block and step, by dropping the most redundant tokens (matched to stand-ins); "
+                        "attention outputs are restored to full length. Only the attention core gets cheaper. Composes "
+                        "with RhymeFlow Projection Patch in either order: full passes are reduced, keyframe-only passes "
+                        "pass through. Rates 0 are bit-identical to the input model.",
+            inputs=[
+                io.Model.Input("model", tooltip="A Wan model (after ModelSamplingSD3/LoRAs; before or after RhymeFlow "
+                                                "Projection Patch)."),
+                io.Combo.Input("schedule_source", options=list(SOURCES), default="uniform",
+                               tooltip="uniform: q_rate/kv_rate in every block after dense_start; testbed: the schedule "
+                                       "calibrated on the RhymeFlow test-bed model (4 blocks; that model only); file: "
+                                       "schedule_file; input: the connected schedule (from AsymRnR Schedule)."),
+                io.Float.Input("q_rate", default=0.3, min=0.0, max=0.95, step=0.05,
+                               tooltip="uniform only: fraction of queries dropped (their outputs are copied from the "
+                                       "matched token). 0 = queries untouched."),
+                io.Float.Input("kv_rate", default=0.3, min=0.0, max=0.95, step=0.05,
+                               tooltip="uniform only: fraction of keys/values dropped. 0 = keys/values untouched."),
+                io.Float.Input("scale", default=1.0, min=0.0, max=1.0, step=0.05,
+                               tooltip="testbed/file/input only: multiplies every rate of the loaded schedule "
+                                       "(1 = as calibrated, 0 = no reduction)."),
+                io.String.Input("schedule_file", default="",
+                                tooltip="file only: a schedule JSON, absolute or relative to ComfyUI's output folder "
+                                        "(AsymRnR Schedule writes e.g. asymrnr/schedule_00001_.json)."),
+                io.Float.Input("dense_start", default=0.2, min=0.0, max=1.0, step=0.05, extra_dict=ADVANCED,
+                               tooltip="uniform only: fraction of the first sampling steps left dense (layout forms early)."),
+                io.Int.Input("cache_steps", default=0, min=0, max=100, extra_dict=ADVANCED,
+                             tooltip="Sampler steps that reuse one token matching. 0 = the schedule's own (uniform: 3)."),
+                io.Int.Input("partition_seed", default=0, min=0, max=0xFFFFFFFF, extra_dict=ADVANCED,
+                             tooltip="Seed of the random destination tokens (the result is deterministic for a seed)."),
+                AsymRnRSchedule.Input("schedule", optional=True,
+                                      tooltip="input only: a schedule from AsymRnR Schedule (calibrated on this model)."),
+            ],
+            outputs=[io.Model.Output(tooltip="The patched model (a clone; the input is unchanged). Connect it to the guider "
+                                             "and to AsymRnR Stats.")],
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, schedule_source=None, schedule_file="", **kwargs):
+        """Re-run when a loaded schedule file changes on disk (same path, new contents)."""
+        try:
+            if schedule_source == "testbed":
+                return sources.TESTBED_SCHEDULE.stat().st_mtime_ns
+            if schedule_source == "file":
+                return sources.resolve_path(schedule_file, (_output_dir(),)).stat().st_mtime_ns
+        except (OSError, ValueError):
+            return None  # execute() reports the problem
+        return None
+
+    @classmethod
+    def execute(cls, model, schedule_source, q_rate, kv_rate, scale, schedule_file, dense_start, cache_steps, partition_seed,
+                schedule=None) -> io.NodeOutput:
+        if schedule_source not in SOURCES:
+            raise ValueError(f"{NODE}: input 'schedule_source' = {schedule_source!r}; accepted: {', '.join(SOURCES)}")
+        num_blocks = check_model(model, NODE)
+        try:
+            if schedule_source == "uniform":
+                sched = sources.uniform_schedule(num_blocks, q_rate, kv_rate, dense_start, int(cache_steps) or 3)
+            else:
+                if schedule_source == "testbed":
+                    if not sources.TESTBED_SCHEDULE.is_file():
+                        raise ValueError(f"input 'schedule_source' = 'testbed' but {sources.TESTBED_SCHEDULE} is not there yet "
+                                         "(python -m rhymeflow_core.asymrnr.calibrate writes it); use uniform, file or input")
+                    loaded = ReductionSchedule.load(sources.TESTBED_SCHEDULE)
+                elif schedule_source == "file":
+                    loaded = ReductionSchedule.load(sources.resolve_path(schedule_file, (_output_dir(),)))
+                else:
+                    if not isinstance(schedule, ReductionSchedule):
+                        raise ValueError("input 'schedule_source' = 'input' but nothing is connected to 'schedule'; connect "
+                                         "AsymRnR Schedule's output, or pick another source")
+                    loaded = schedule
+                sources.check_blocks(loaded, num_blocks)
+                sched = sources.with_cache_steps(sources.scaled(loaded, scale), cache_steps)
+        except ValueError as exc:
+            raise ValueError(f"{NODE}: {exc}") from None
+        return io.NodeOutput(install(model, AsymRnRState(sched, seed=int(partition_seed)), NODE))
+
+
+class RhymeFlowAsymRnRCalibrate(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RhymeFlowAsymRnRCalibrate",
+            display_name=CALIBRATE_NODE,
+            category=CATEGORY,
+            description="Step 1 of calibrating AsymRnR for your model: outputs the model with a redundancy recorder "
+                        "(sampling stays dense and bit-identical) and a calibration handle. Sample once with this MODEL "
+                        "and a standard sampler (euler, your usual steps/resolution), then feed the handle and the LATENT "
+                        "to AsymRnR Schedule.",
+            inputs=[
+                io.Model.Input("model", tooltip="The Wan model to calibrate (the one you will reduce)."),
+                io.Float.Input("target", default=0.3, min=0.0, max=0.9, step=0.05,
+                               tooltip="Mean self-attention FLOP saving the schedule aims at, over all (block, step) cells."),
+                io.Float.Input("q_cap", default=0.7, min=0.0, max=0.95, step=0.05,
+                               tooltip="Highest query rate in any cell."),
+                io.Float.Input("kv_cap", default=0.5, min=0.0, max=0.95, step=0.05,
+                               tooltip="Highest key/value rate in any cell."),
+                io.Float.Input("dense_start", default=0.2, min=0.0, max=1.0, step=0.05,
+                               tooltip="Fraction of the first steps the schedule leaves dense."),
+                io.Int.Input("cache_steps", default=3, min=1, max=100, extra_dict=ADVANCED,
+                             tooltip="Sampler steps that reuse one token matching in the built schedule."),
+                io.Int.Input("partition_seed", default=0, min=0, max=0xFFFFFFFF, extra_dict=ADVANCED,
+                             tooltip="Seed of the random destination tokens used while measuring."),
+            ],
+            outputs=[
+                io.Model.Output(display_name="model", tooltip="Sample once with this (dense, unchanged results)."),
+                AsymRnRCalibration.Output(display_name="calibration", tooltip="Connect to AsymRnR Schedule."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, target, q_cap, kv_cap, dense_start, cache_steps, partition_seed) -> io.NodeOutput:
+        num_blocks = check_model(model, CALIBRATE_NODE)
+        try:
+            build = {"target": sources.check_fraction("target", target, 1.0, hi_open=True),
+                     "q_cap": sources.check_fraction("q_cap", q_cap, sources.MAX_RATE),
+                     "kv_cap": sources.check_fraction("kv_cap", kv_cap, sources.MAX_RATE),
+                     "dense_start": sources.check_fraction("dense_start", dense_start), "cache_steps": int(cache_steps)}
+        except ValueError as exc:
+            raise ValueError(f"{CALIBRATE_NODE}: {exc}") from None
+        if build["cache_steps"] < 1:
+            raise ValueError(f"{CALIBRATE_NODE}: input 'cache_steps' = {cache_steps}; accepted: >= 1")
+        from ..rhymeflow_core.asymrnr.calibrate import RedundancyRecorder
+
+        state = AsymRnRState(ReductionSchedule.uniform(num_blocks, 1, dst_stride=DEFAULT_STRIDE), seed=int(partition_seed))
+        state.recorder = RedundancyRecorder(num_blocks, 1)  # marks the state as recording; resized per run
+        return io.NodeOutput(install(model, state, CALIBRATE_NODE), Calibration(state, build))
+
+
+class RhymeFlowAsymRnRSchedule(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RhymeFlowAsymRnRSchedule",
+            display_name=SCHEDULE_NODE,
+            category=CATEGORY,
+            description="Step 2 of calibrating AsymRnR: builds the schedule from the last finished dense run recorded by "
+                        "AsymRnR Calibrate's MODEL, writes it as JSON to ComfyUI's output folder and outputs it for AsymRnR Token "
+                        "Reduction (schedule_source=input, or =file in later prompts).",
+            is_output_node=True,
+            inputs=[
+                AsymRnRCalibration.Input("calibration", tooltip="From AsymRnR Calibrate."),
+                io.Latent.Input("latent", tooltip="The LATENT of the dense run sampled with AsymRnR Calibrate's MODEL (orders "
+                                                  "this node after that run)."),
+                io.String.Input("filename_prefix", default="asymrnr/schedule",
+                                tooltip="Where the JSON goes, relative to ComfyUI's output folder."),
+            ],
+            outputs=[
+                AsymRnRSchedule.Output(display_name="schedule", tooltip="Connect to AsymRnR Token Reduction's schedule input."),
+                io.String.Output(display_name="summary", tooltip="What the schedule reduces, and where it was written."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, calibration, latent, filename_prefix) -> io.NodeOutput:
+        import os
+
+        import folder_paths
+
+        from ..rhymeflow_core.asymrnr.calibrate import build_schedule
+
+        if not isinstance(calibration, Calibration):
+            raise ValueError(f"{SCHEDULE_NODE}: input 'calibration' is not from AsymRnR Calibrate")
+        measurement = calibration.measurement()
+        if measurement is None:
+            raise ValueError(f"{SCHEDULE_NODE}: nothing was recorded yet; sample once with AsymRnR Calibrate's MODEL (a "
+                             "standard sampler such as euler) and connect that sampler's LATENT to 'latent'")
+        b = calibration.build
+        try:
+            schedule = build_schedule(measurement, target=b["target"], q_cap=b["q_cap"], kv_cap=b["kv_cap"],
+                                      dense_start=b["dense_start"], cache_steps=b["cache_steps"])
+        except ValueError as exc:
+            raise ValueError(f"{SCHEDULE_NODE}: {exc}") from None
+        schedule.meta["calibrated_on"] = {"tokens": measurement["n_tokens"], "steps": measurement["num_steps"],
+                                          "seed": measurement["meta"].get("seed")}
+        out_dir = folder_paths.get_output_directory()
+        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, out_dir)
+        filename = f"{name}_{counter:05}_.json"
+        schedule.save(os.path.join(folder, filename))
+        rel = os.path.join(subfolder, filename) if subfolder else filename
+        summary = sources.schedule_text(schedule, rel)
+        return io.NodeOutput(schedule, summary, ui={"text": [summary]})
+
+
+class RhymeFlowAsymRnRStats(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RhymeFlowAsymRnRStats",
+            display_name=STATS_NODE,
+            category=CATEGORY,
+            description="What AsymRnR reduced in the last run of a patched MODEL: tokens kept per block and step, "
+                        "self-attention FLOPs saved, keyframe-only calls passed through.",
+            is_output_node=True,
+            inputs=[
+                io.Model.Input("model", tooltip="The MODEL that went into the guider (with AsymRnR Token Reduction on it)."),
+                io.Latent.Input("latent", tooltip="The sampler's output; it orders execution after sampling and passes through."),
+            ],
+            outputs=[
+                io.Latent.Output(display_name="latent", tooltip="The input latent, unchanged."),
+                io.String.Output(display_name="summary", tooltip="A text summary of the reduction."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, latent) -> io.NodeOutput:
+        if state_of(model) is None:
+            raise ValueError(f"{STATS_NODE}: input 'model' has no AsymRnR patch; connect the output of AsymRnR Token "
+                             "Reduction (or a model made from it) that feeds the guider")
+        record, exact = last_run(model)
+        if record is None:
+            raise ValueError(f"{STATS_NODE}: input 'model' has not finished a sampling run yet; connect the same MODEL "
+                             "that feeds the guider, and its sampler's LATENT output")
+        stats = dict(record["stats"])
+        summary = sources.stats_text(stats)
+        if not exact:
+            summary += "\n(latest run of a model sharing this AsymRnR patch; this exact MODEL was not sampled)"
+        stats["summary"] = summary
+        return io.NodeOutput(latent, summary, ui={"text": [summary], "asymrnr_stats": [stats]})

@@ -1,0 +1,238 @@
+"""ComfyUI glue for the RhymeFlow nodes: installing the patch on a ModelPatcher, the KSAMPLER function that
+resolves the schedule preset at run time, stats for the UI, and the comparison plot.
+
+ComfyUI modules (``comfy``, ``server``) are imported inside functions only, so this module (and the pure
+helpers in it) can be imported and unit-tested without a ComfyUI install.
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+
+from ..rhymeflow_core import presets
+from ..rhymeflow_core.adapters.wan import FAMILY, WanAdapter
+from ..rhymeflow_core.keyframes import KeyframePlan
+from ..rhymeflow_core.patch import KEY, PatchConfig, RhymeFlowHolder, block_patch, diffusion_model_wrapper
+from ..rhymeflow_core.sampler import sample_rhymeflow
+from ..rhymeflow_core.schedule import ROLE_SKIP, ModelDims, ScheduleConfig, pass_flops
+
+log = logging.getLogger("rhymeflow")
+
+PATCH_NODE = "RhymeFlow Projection Patch"
+SAMPLER_NODE = "RhymeFlow Async Sampler"
+KEYFRAMES_NODE = "RhymeFlow Keyframes"
+STATS_NODE = "RhymeFlow Stats"
+STATS_EVENT = "rhymeflow.stats"
+DEFAULT_TEXT_TOKENS = 512
+
+
+# ------------------------------------------------------------------------------------------ patch
+
+def outer_sample_wrapper(executor, *args, **kwargs):
+    """OUTER_SAMPLE wrapper: whatever happens inside sampling (errors, an interrupt), no run state survives."""
+    guider = executor.class_obj
+    holder = guider.model_options.get("transformer_options", {}).get(KEY)
+    try:
+        return executor(*args, **kwargs)
+    finally:
+        if isinstance(holder, RhymeFlowHolder):
+            holder.end_run()
+
+
+def check_model_family(model) -> None:
+    """Refuse anything but ComfyUI's plain Wan 2.1 text-to-video DiT, naming node, input and what works."""
+    import comfy.ldm.wan.model as wan
+
+    dm = getattr(getattr(model, "model", None), "diffusion_model", None)
+    supported = f"supported families: {FAMILY} (Wan 2.1 T2V 1.3B/14B, loaded with UNETLoader or a checkpoint loader)"
+    if type(dm) is not wan.WanModel:
+        raise ValueError(f"{PATCH_NODE}: input 'model' is a {type(dm).__name__} "
+                         f"({type(getattr(model, 'model', None)).__name__}); {supported}")
+    try:
+        WanAdapter.check_model(dm)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (input 'model')") from None
+
+
+def patch_model(model, config: PatchConfig):
+    """A clone of ``model`` with the RhymeFlow projection patch installed; ``model`` itself is untouched."""
+    import comfy.ldm.flux.math
+    import comfy.ldm.modules.attention
+    import comfy.patcher_extension
+
+    check_model_family(model)
+    config.validate()
+    m = model.clone()
+    holder = RhymeFlowHolder(config, WanAdapter(comfy.ldm.modules.attention.optimized_attention, comfy.ldm.flux.math.apply_rope1))
+    m.model_options.setdefault("transformer_options", {})[KEY] = holder
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY, outer_sample_wrapper)
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, diffusion_model_wrapper)
+    for i in range(len(m.model.diffusion_model.blocks)):
+        m.set_model_patch_replace(block_patch, "dit", "double_block", i)
+    return m
+
+
+def holder_of(model) -> RhymeFlowHolder | None:
+    holder = getattr(model, "model_options", {}).get("transformer_options", {}).get(KEY)
+    return holder if isinstance(holder, RhymeFlowHolder) else None
+
+
+# ------------------------------------------------------------------------------------------ sampler
+
+def resolve_schedule(preset: str, steps: int, warmup: int, n_small: int, n_large: int) -> ScheduleConfig:
+    """The schedule for this run: a named preset scaled to ``steps``, or the custom numbers."""
+    if preset != "custom":
+        return presets.preset_schedule(preset, steps)
+    if steps < presets.MIN_STEPS:
+        presets.preset_schedule("paper", steps)  # raises the few-steps error
+    cfg = ScheduleConfig(warmup=int(warmup), n_small=int(n_small), n_large=int(n_large))
+    try:
+        cfg.validate(steps)
+    except ValueError as exc:
+        raise ValueError(f"{SAMPLER_NODE}: preset=custom at {steps} steps: {exc}") from None
+    return cfg
+
+
+def sample_rhymeflow_node(model, x, sigmas, extra_args=None, callback=None, disable=None, *, plan: KeyframePlan,
+                          preset: str = "paper", warmup: int = 5, n_small: int = 2, n_large: int = 3,
+                          keyframe_solver: str = "euler", projection: str = "linear", node_id: str | None = None):
+    """KSAMPLER function of the Async Sampler node: resolve the preset from ``len(sigmas) - 1``, run, report."""
+    extra_args = {} if extra_args is None else extra_args
+    to = extra_args.get("model_options", {}).get("transformer_options", {})
+    if "easycache" in to:  # EasyCache/LazyCache cache whole-latent outputs; keyframe-only passes change the shape
+        raise ValueError(f"{SAMPLER_NODE}: the MODEL also has {getattr(to['easycache'], 'name', 'EasyCache')}, which cannot be "
+                         "combined with RhymeFlow's keyframe-only passes; remove it from this model, or use it with a standard "
+                         "sampler (the Projection Patch leaves other samplers unchanged)")
+    steps = len(sigmas) - 1
+    schedule = resolve_schedule(preset, steps, warmup, n_small, n_large)
+    if x.ndim == 5 and x.shape[2] >= 3:
+        try:
+            plan.validate(x.shape[2])
+        except ValueError as exc:
+            raise ValueError(f"{KEYFRAMES_NODE} (used by {SAMPLER_NODE}): {exc}") from None
+    out = sample_rhymeflow(model, x, sigmas, extra_args, callback, disable, plan=plan, schedule=schedule,
+                           keyframe_solver=keyframe_solver, projection=projection)
+    holder = extra_args["model_options"]["transformer_options"][KEY]
+    stats = dict(holder.last_stats or {})
+    stats.update(node=node_id, frames=int(x.shape[2]), steps=steps, preset=preset, schedule=schedule.to_dict(),
+                 keyframe_solver=keyframe_solver, projection=projection, strategy=plan.strategy,
+                 text_tokens=_text_tokens(model))
+    holder.last_stats = stats
+    send_stats(node_id, stats)
+    return out
+
+
+def _text_tokens(model) -> int | None:
+    """Length of the positive text context the guider holds (``None`` if it cannot be found)."""
+    try:
+        cond = model.inner_model.conds["positive"][0]["model_conds"]["c_crossattn"].cond
+        return int(cond.shape[1])
+    except Exception:  # noqa: BLE001 - best effort, only used for the FLOP estimate
+        return None
+
+
+def send_stats(node_id, stats: dict) -> None:
+    """``rhymeflow.stats`` websocket message to the client that queued the prompt (no-op without a server)."""
+    try:
+        from server import PromptServer
+    except Exception:  # noqa: BLE001 - no server (tests, scripts)
+        return
+    server = getattr(PromptServer, "instance", None)
+    if server is None:
+        return
+    try:
+        server.send_sync(STATS_EVENT, {**stats, "node": node_id}, server.client_id)
+    except Exception as exc:  # noqa: BLE001 - a UI message must never fail a finished run
+        log.warning("RhymeFlow: could not send stats to the UI: %s", exc)
+
+
+# ------------------------------------------------------------------------------------------ stats
+
+def model_dims(model, latent: torch.Tensor, text_tokens: int | None) -> ModelDims:
+    """FLOP-model dims of the patched MODEL's DiT for ``latent [B, C, T, H, W]``."""
+    dm = model.model.diffusion_model
+    ph, pw = tuple(dm.patch_size)[1:]
+    tokens = math.ceil(latent.shape[-2] / ph) * math.ceil(latent.shape[-1] / pw)
+    return ModelDims(name=type(dm).__name__, layers=len(dm.blocks), dim=int(dm.dim), ffn_dim=int(dm.ffn_dim),
+                     tokens_per_frame=tokens, frames=int(latent.shape[2]), text_tokens=int(text_tokens or DEFAULT_TEXT_TOKENS))
+
+
+def flop_speedup(stats: dict, dims: ModelDims) -> float:
+    """Dense FLOPs over RhymeFlow FLOPs for the realised run (an upper bound on the wall-clock gain)."""
+    steps = stats["full_passes"] + stats["keyframe_passes"]
+    full = pass_flops(dims, dims.frames)
+    rhyme = stats["full_passes"] * full + stats["keyframe_passes"] * pass_flops(dims, len(stats["keyframes"]))
+    return steps * full / rhyme
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _x(v) -> str:
+    return "n/a" if v is None else f"{v:.2f}x"
+
+
+def summary_text(stats: dict) -> str:
+    frames, steps = len(stats["roles"]), len(stats["roles"][0]) if stats["roles"] else 0
+    keys = stats["keyframes"]
+    scores = stats.get("scores", [])
+    key_scores = ", ".join(f"{k} ({scores[k]:.3f})" if k < len(scores) else str(k) for k in keys)
+    computed = sum(r != ROLE_SKIP for row in stats["roles"] for r in row)
+    lines = [
+        f"RhymeFlow: {frames} latent frames x {steps} steps; {computed} of {frames * steps} frame-steps computed "
+        f"({100 * computed / max(frames * steps, 1):.0f}%), the rest projected",
+        f"keyframes ({len(keys)}): {key_scores}",
+        f"full passes: {stats['full_passes']} (warm-up {stats['warmup']}), keyframe-only passes: {stats['keyframe_passes']}",
+        f"FLOP-ideal speed-up: {_x(stats.get('flop_speedup'))}; estimated measured speed-up: {_x(stats['estimated_speedup'])}",
+        f"DiT time {stats['dit_seconds']:.2f} s of {stats['sampler_seconds']:.2f} s sampling; context cache {_bytes(stats['cache_bytes'])}",
+    ]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ compare
+
+def images_to_video(images: torch.Tensor) -> torch.Tensor:
+    """ComfyUI IMAGE ``[N, H, W, 3]`` (frames as batch) -> ``[3, N, H, W]`` for ``rhymeflow_core.metrics``."""
+    return images[..., :3].permute(3, 0, 1, 2)
+
+
+def psnr_plot(psnr: list[float], ssim: list[float], width: int = 640, height: int = 280) -> torch.Tensor:
+    """Per-frame PSNR bars (SSIM in the labels) drawn with Pillow -> IMAGE ``[1, H, W, 3]``."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (width, height), (24, 24, 28))
+    draw = ImageDraw.Draw(img)
+    left, right, top, bottom = 44, 12, 28, 40
+    n = max(len(psnr), 1)
+    top_db = max(50.0, math.ceil(max(psnr, default=0.0) / 10) * 10)
+    plot_h = height - top - bottom
+    for db in range(0, int(top_db) + 1, 10):
+        y = top + plot_h * (1 - db / top_db)
+        draw.line([(left, y), (width - right, y)], fill=(60, 60, 68))
+        draw.text((6, y - 6), f"{db}", fill=(170, 170, 170))
+    slot = (width - left - right) / n
+    for i, p in enumerate(psnr):
+        x0 = left + i * slot + slot * 0.15
+        x1 = left + (i + 1) * slot - slot * 0.15
+        y0 = top + plot_h * (1 - min(p, top_db) / top_db)
+        s = ssim[i] if i < len(ssim) else 1.0
+        colour = (int(255 * (1 - s) ** 0.5), int(80 + 150 * s), 110)
+        draw.rectangle([x0, y0, x1, top + plot_h], fill=colour)
+        draw.text((x0, top + plot_h + 4), str(i), fill=(200, 200, 200))
+    mean_p = sum(psnr) / n
+    y = top + plot_h * (1 - min(mean_p, top_db) / top_db)
+    draw.line([(left, y), (width - right, y)], fill=(255, 210, 60), width=2)
+    mean_s = sum(ssim) / max(len(ssim), 1)
+    draw.text((left, 8), f"PSNR per frame (dB), mean {mean_p:.2f}, min {min(psnr, default=0):.2f}; "
+                         f"SSIM mean {mean_s:.4f}, min {min(ssim, default=0):.4f}", fill=(235, 235, 235))
+    draw.text((left, height - 16), "frame", fill=(170, 170, 170))
+    arr = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)
+    return arr.unsqueeze(0)

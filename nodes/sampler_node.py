@@ -1,0 +1,62 @@
+"""RhymeFlow Async Sampler: a SAMPLER for SamplerCustomAdvanced / SamplerCustom."""
+from comfy_api.latest import io
+
+from ..rhymeflow_core.presets import MIN_STEPS, PRESETS
+from ..rhymeflow_core.projection import PROJECTIONS
+from ..rhymeflow_core.sampler import SOLVERS
+from . import glue
+from .common import ADVANCED, CATEGORY, Keyframes
+
+
+class RhymeFlowAsyncSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RhymeFlowAsyncSampler",
+            display_name="RhymeFlow Async Sampler",
+            category=CATEGORY,
+            description="Asynchronous denoising: warm-up steps on every frame, then keyframes step every step while the "
+                        "other frames skip between rhythmic sync points. Needs a MODEL patched by RhymeFlow Projection "
+                        f"Patch, a flow model (Wan 2.1 T2V) and at least {MIN_STEPS} steps.",
+            inputs=[
+                Keyframes.Input("keyframes", tooltip="From RhymeFlow Keyframes."),
+                io.Combo.Input("preset", options=list(PRESETS), default="paper",
+                               tooltip="paper: warm-up 16% of the steps, strides 2-3 (the paper's setting); balanced: strides 2-4; "
+                                       "fast: warm-up 12%, strides 3-5; custom: the warmup/n_small/n_large inputs below. "
+                                       "Presets are resolved from the number of sigmas at run time."),
+                io.Int.Input("warmup", default=5, min=1, max=1000, extra_dict=ADVANCED,
+                             tooltip="preset=custom only: full steps on every frame before keyframes are chosen."),
+                io.Int.Input("n_small", default=2, min=1, max=100, extra_dict=ADVANCED,
+                             tooltip="preset=custom only: stride (steps per sync point) early after warm-up."),
+                io.Int.Input("n_large", default=3, min=1, max=100, extra_dict=ADVANCED,
+                             tooltip="preset=custom only: stride late in the run (>= n_small)."),
+                io.Combo.Input("keyframe_solver", options=list(SOLVERS), default="euler",
+                               tooltip="ODE step for keyframes: euler (as ComfyUI's euler) or ab2 (Adams-Bashforth 2)."),
+                io.Combo.Input("projection", options=list(PROJECTIONS), default="linear",
+                               tooltip="How skipped frames move between sync points: linear (the paper's Eq. 3) or quadratic "
+                                       "(adds curvature from the last two sync points)."),
+            ],
+            outputs=[io.Sampler.Output(tooltip="Connect to SamplerCustomAdvanced's sampler input.")],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(cls, keyframes, preset, warmup, n_small, n_large, keyframe_solver, projection) -> io.NodeOutput:
+        import comfy.samplers
+
+        if preset not in PRESETS:
+            raise ValueError(f"RhymeFlow Async Sampler: input 'preset' = {preset!r}; accepted: {', '.join(PRESETS)}")
+        if keyframe_solver not in SOLVERS:
+            raise ValueError(f"RhymeFlow Async Sampler: input 'keyframe_solver' = {keyframe_solver!r}; accepted: {', '.join(SOLVERS)}")
+        if projection not in PROJECTIONS:
+            raise ValueError(f"RhymeFlow Async Sampler: input 'projection' = {projection!r}; accepted: {', '.join(PROJECTIONS)}")
+        if preset == "custom" and int(n_large) < int(n_small):
+            raise ValueError(f"RhymeFlow Async Sampler: input 'n_large' = {n_large} is below n_small = {n_small}; "
+                             "accepted: n_large >= n_small (strides only grow)")
+        hidden = getattr(cls, "hidden", None)
+        node_id = getattr(hidden, "unique_id", None) if hidden is not None else None
+        sampler = comfy.samplers.KSAMPLER(glue.sample_rhymeflow_node, extra_options={
+            "plan": keyframes, "preset": preset, "warmup": int(warmup), "n_small": int(n_small), "n_large": int(n_large),
+            "keyframe_solver": keyframe_solver, "projection": projection, "node_id": node_id,
+        })
+        return io.NodeOutput(sampler)

@@ -1,0 +1,50 @@
+"""RhymeFlow Stats: what the last RhymeFlow run on a patched MODEL computed, skipped and cost."""
+from comfy_api.latest import io
+
+from . import glue
+from .common import CATEGORY
+
+NODE = "RhymeFlow Stats"
+
+
+class RhymeFlowStats(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RhymeFlowStats",
+            display_name=NODE,
+            category=CATEGORY,
+            description="Step map (frames x steps), keyframes and their transition scores, full vs keyframe-only passes, "
+                        "FLOP-ideal and measured speed-up and context-cache size of the last RhymeFlow run.",
+            is_output_node=True,
+            inputs=[
+                io.Model.Input("model", tooltip="The MODEL that went into the guider (output of RhymeFlow Projection Patch)."),
+                io.Latent.Input("latent", tooltip="The sampler's output; it orders execution after sampling and passes through."),
+            ],
+            outputs=[
+                io.Latent.Output(display_name="latent", tooltip="The input latent, unchanged."),
+                io.String.Output(display_name="summary", tooltip="A text summary of the run."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, latent) -> io.NodeOutput:
+        holder = glue.holder_of(model)
+        if holder is None:
+            raise ValueError(f"{NODE}: input 'model' has no RhymeFlow patch; connect the output of RhymeFlow Projection Patch "
+                             "(the MODEL that feeds the guider)")
+        if not holder.last_stats:
+            raise ValueError(f"{NODE}: input 'model' has not been sampled with RhymeFlow Async Sampler yet; connect the same "
+                             "MODEL that feeds the guider of the RhymeFlow run, and its LATENT output")
+        stats = dict(holder.last_stats)
+        samples = latent["samples"]
+        if samples.ndim == 5:
+            dims = glue.model_dims(model, samples, stats.get("text_tokens"))
+            stats["flop_speedup"] = round(glue.flop_speedup(stats, dims), 3)
+            stats["flop_dims"] = {"layers": dims.layers, "dim": dims.dim, "ffn_dim": dims.ffn_dim,
+                                  "tokens_per_frame": dims.tokens_per_frame, "frames": dims.frames, "text_tokens": dims.text_tokens}
+        else:
+            stats["flop_speedup"] = None  # JSON-safe (NaN would break the frontend's JSON.parse)
+        summary = glue.summary_text(stats)
+        stats["summary"] = summary
+        return io.NodeOutput(latent, summary, ui={"rhymeflow_stats": [stats]})

@@ -1,0 +1,112 @@
+"""Where the AsymRnR node's schedule comes from, and the texts its nodes show. Pure: no ComfyUI imports.
+
+Sources: ``uniform`` (the same rates in every block, dense for the first ``dense_start`` of the steps),
+``testbed`` (the schedule calibrated on the RhymeFlow test bed, shipped as ``schedules/testbed_wan.json``
+once calibrated), ``file`` (any schedule JSON, e.g. one written by the AsymRnR Schedule node) and a
+connected schedule object. Loaded schedules can be scaled down (``scale`` in [0, 1] multiplies every rate).
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from .schedule import FEATURES, ReductionSchedule
+
+SCHEDULES_DIR = Path(__file__).resolve().parent / "schedules"
+TESTBED_SCHEDULE = SCHEDULES_DIR / "testbed_wan.json"
+UNIFORM_COLUMNS = 100  # uniform schedules are read by progress through sampling: 1% resolution for dense_start
+MAX_RATE = 0.95
+
+
+def check_fraction(name: str, value: float, hi: float = 1.0, hi_open: bool = False) -> float:
+    """``value`` as a float in ``[0, hi]`` (``[0, hi)`` when ``hi_open``), or a ValueError naming ``name``."""
+    v = float(value)
+    if not (math.isfinite(v) and 0.0 <= v and (v < hi if hi_open else v <= hi)):
+        raise ValueError(f"input '{name}' = {value}; accepted: 0 <= {name} {'<' if hi_open else '<='} {hi}")
+    return v
+
+
+def uniform_schedule(num_blocks: int, q_rate: float, kv_rate: float, dense_start: float = 0.2, cache_steps: int = 3,
+                     columns: int = UNIFORM_COLUMNS) -> ReductionSchedule:
+    """Rates ``q_rate``/``kv_rate`` in every block; the first ``dense_start`` of sampling stays dense."""
+    q = check_fraction("q_rate", q_rate, MAX_RATE)
+    kv = check_fraction("kv_rate", kv_rate, MAX_RATE)
+    first = math.ceil(check_fraction("dense_start", dense_start) * columns)
+    row = lambda r: [0.0 if s < first else r for s in range(columns)]  # noqa: E731
+    meta = {"source": "uniform", "q_rate": q, "kv_rate": kv, "dense_start": dense_start}
+    return ReductionSchedule({"q": [row(q) for _ in range(num_blocks)], "kv": [row(kv) for _ in range(num_blocks)]},
+                             int(cache_steps), meta=meta)
+
+
+def scaled(schedule: ReductionSchedule, scale: float) -> ReductionSchedule:
+    """A copy with every rate multiplied by ``scale`` in [0, 1] (``1`` returns an equal copy)."""
+    s = check_fraction("scale", scale)
+    rates = {f: [[r * s for r in row] for row in schedule.rates[f]] for f in FEATURES}
+    return ReductionSchedule(rates, schedule.cache_steps, schedule.dst_stride, {**schedule.meta, "scale": s})
+
+
+def with_cache_steps(schedule: ReductionSchedule, cache_steps: int) -> ReductionSchedule:
+    """``cache_steps`` 0 keeps the schedule's own; anything else replaces it (copy)."""
+    if int(cache_steps) == 0:
+        return schedule
+    return ReductionSchedule(schedule.rates, int(cache_steps), schedule.dst_stride, dict(schedule.meta))
+
+
+def resolve_path(path: str, search: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """An existing schedule file: absolute, or relative to the first of ``search`` (then the schedules folder) holding it."""
+    p = Path(str(path).strip()).expanduser()
+    if not str(path).strip():
+        raise ValueError("input 'schedule_file' is empty; give a schedule JSON path (absolute, or relative to ComfyUI's "
+                         "output folder, e.g. asymrnr/schedule_00001_.json)")
+    candidates = [p] if p.is_absolute() else [Path(d) / p for d in (*search, SCHEDULES_DIR)]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise ValueError(f"input 'schedule_file' = {path!r}: no such file (looked at {', '.join(str(c) for c in candidates)})")
+
+
+def check_blocks(schedule: ReductionSchedule, num_blocks: int) -> None:
+    if schedule.num_blocks != num_blocks:
+        raise ValueError(f"the schedule has {schedule.num_blocks} blocks but the model has {num_blocks}; "
+                         "calibrate a schedule for this model (AsymRnR Calibrate + AsymRnR Schedule), or use schedule_source=uniform")
+
+
+def schedule_text(schedule: ReductionSchedule, path: str | None = None) -> str:
+    """A few lines describing a schedule (the AsymRnR Schedule node's summary)."""
+    cells = schedule.num_blocks * schedule.num_steps
+    mean = {f: sum(r for row in schedule.rates[f] for r in row) / cells for f in FEATURES}
+    dense = sum(1 for s in range(schedule.num_steps)
+                if all(schedule.rates[f][b][s] == 0 for f in FEATURES for b in range(schedule.num_blocks)))
+    m = schedule.meta
+    lines = [f"AsymRnR schedule: {schedule.num_blocks} blocks x {schedule.num_steps} steps, cache_steps {schedule.cache_steps}, "
+             f"dst_stride {list(schedule.dst_stride)}",
+             f"mean rate q {mean['q']:.3f}, kv {mean['kv']:.3f}; dense steps {dense}; self-attention FLOPs left "
+             f"{100 * schedule.flop_fraction():.1f}%"]
+    if "target" in m:
+        lines.append(f"target saving {m['target']}, achieved {m.get('achieved')}, threshold {m.get('threshold', 0):.4g}, "
+                     f"caps q {m.get('q_cap')} kv {m.get('kv_cap')}")
+    if path:
+        lines.append(f"written to {path}")
+    return "\n".join(lines)
+
+
+def stats_text(summary: dict) -> str:
+    """A few lines from ``ReductionStats.summary()`` (the AsymRnR Stats node's summary)."""
+    rows = summary.get("kept_fraction", [])
+    if not rows:
+        return ("AsymRnR: no video self-attention call was seen in the last run (the model was not sampled through the "
+                "patch, or every call passed through)")
+    reduced = [r for r in rows if r[2] < 1 or r[3] < 1]
+    steps = len({r[1] for r in rows})
+    blocks = len({r[0] for r in rows})
+    mean_q = sum(r[2] for r in rows) / len(rows)
+    mean_kv = sum(r[3] for r in rows) / len(rows)
+    lines = [f"AsymRnR: {len(reduced)} of {len(rows)} (block, step) cells reduced ({blocks} blocks x {steps} steps)",
+             f"tokens kept: q {100 * mean_q:.1f}%, k/v {100 * mean_kv:.1f}% on average (min q "
+             f"{100 * min(r[2] for r in rows):.1f}%, min k/v {100 * min(r[3] for r in rows):.1f}%)",
+             f"self-attention core FLOPs saved: {100 * summary.get('flops_saved_fraction', 0.0):.1f}% "
+             f"(QK^T + PV only; projections, cross-attention and FFN are unchanged)",
+             f"matchings computed: {summary.get('matchings', 0)}; keyframe-only attention calls passed through: "
+             f"{summary.get('unequal_passthrough', 0)}"]
+    return "\n".join(lines)

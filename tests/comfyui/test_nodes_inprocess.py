@@ -1,0 +1,316 @@
+"""The RhymeFlow nodes inside ComfyUI's own sampling code, without a server: validation errors name the node,
+the input and what is accepted; the user's MODEL is never mutated; run state never outlives a run.
+
+The pack is imported the way ComfyUI imports it (a package from the repo root's ``__init__.py``), under the
+name ``rhymeflow_pack``. Models are a tiny random Wan 2.1 T2V DiT saved as safetensors and loaded with
+ComfyUI's ``load_diffusion_model`` (what UNETLoader calls), so nothing waits for the trained checkpoint.
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+import importlib.util
+import sys
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+STEPS = 10
+H = W = 8  # latent 8x8 -> 16 tokens per frame
+
+
+@pytest.fixture(scope="module")
+def pack(comfyui):
+    """The pack as ComfyUI loads it: ``__init__.py`` executed as a package."""
+    name = "rhymeflow_pack"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "__init__.py", submodule_search_locations=[str(REPO_ROOT)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+
+    class Pack:
+        core = importlib.import_module(f"{name}.rhymeflow_core")
+        keyframes = importlib.import_module(f"{name}.rhymeflow_core.keyframes")
+        patch = importlib.import_module(f"{name}.rhymeflow_core.patch")
+        glue = importlib.import_module(f"{name}.nodes.glue")
+        kf_node = importlib.import_module(f"{name}.nodes.keyframes_node").RhymeFlowKeyframes
+        sampler_node = importlib.import_module(f"{name}.nodes.sampler_node").RhymeFlowAsyncSampler
+        patch_node = importlib.import_module(f"{name}.nodes.patch_node").RhymeFlowProjectionPatch
+        stats_node = importlib.import_module(f"{name}.nodes.stats_node").RhymeFlowStats
+        compare_node = importlib.import_module(f"{name}.nodes.compare_node").RhymeFlowCompare
+        tb = importlib.import_module(f"{name}.nodes.testbed_nodes")
+
+    return Pack
+
+
+@pytest.fixture(scope="module")
+def wan(comfyui, tmp_path_factory):
+    """A tiny random Wan 2.1 T2V ModelPatcher (2 blocks, dim 128)."""
+    from rhymeflow_core.testbed.wan_dit import WanConfig, WanModel
+
+    torch.manual_seed(0)
+    ref = WanModel(WanConfig(dim=128, ffn_dim=256, num_layers=2)).eval()
+    path = tmp_path_factory.mktemp("wan") / "tiny_wan.safetensors"
+    save_file({k: v.detach().contiguous() for k, v in ref.state_dict().items()}, str(path))
+    return comfyui.sd.load_diffusion_model(str(path))
+
+
+def _conds(pack, cls="discs"):
+    pos, neg = pack.tb.RhymeFlowTestbedConditioning.execute(cls).args
+    return pos, neg
+
+
+def _plan(pack, **kw):
+    args = dict(strategy="uniform", budget=2, threshold=0.98, manual="", force_first=True, force_last=True) | kw
+    return pack.kf_node.execute(**args).args[0]
+
+
+def _rf_sampler(pack, plan=None, preset="paper", **kw):
+    args = dict(keyframes=plan if plan is not None else _plan(pack), preset=preset, warmup=2, n_small=2, n_large=3,
+                keyframe_solver="euler", projection="linear") | kw
+    return pack.sampler_node.execute(**args).args[0]
+
+
+def _sample(pack, model, sampler, frames=5, steps=STEPS, seed=0, latent=None, callback=None):
+    import comfy.sample
+    import comfy.samplers
+
+    pos, neg = _conds(pack)
+    guider = comfy.samplers.CFGGuider(model)
+    guider.set_conds(pos, neg)
+    guider.set_cfg(3.0)
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "simple", steps).cpu()
+    latent = torch.zeros(1, 16, frames, H, W) if latent is None else latent
+    noise = comfy.sample.prepare_noise(latent, seed)
+    return guider.sample(noise, latent, sampler, sigmas, callback=callback, disable_pbar=True, seed=seed)
+
+
+def _euler():
+    import comfy.samplers
+
+    return comfy.samplers.sampler_object("euler")
+
+
+def _patched(pack, wan, **kw):
+    args = dict(context_mode="kv", placement="device", cache_dtype="auto") | kw
+    return pack.patch_node.execute(wan, **args).args[0]
+
+
+def _options_snapshot(model):
+    to = model.model_options.get("transformer_options", {})
+    return (sorted(model.model_options), sorted(to), repr(to.get("patches_replace")), repr(to.get("wrappers")),
+            {k: {kk: list(vv) for kk, vv in v.items()} for k, v in model.wrappers.items()})
+
+
+# ----------------------------------------------------------------------------------------------- patch node
+
+def test_patch_clones_and_never_mutates_the_input(pack, wan):
+    before = _options_snapshot(wan)
+    options_copy = copy.deepcopy(wan.model_options)
+    m = _patched(pack, wan)
+    assert m is not wan and m.model is wan.model
+    assert _options_snapshot(wan) == before and wan.model_options == options_copy
+    assert pack.glue.holder_of(wan) is None
+    holder = pack.glue.holder_of(m)
+    assert isinstance(holder, pack.patch.RhymeFlowHolder)
+    to = m.model_options["transformer_options"]
+    assert set(to["patches_replace"]["dit"]) == {("double_block", i) for i in range(len(wan.model.diffusion_model.blocks))}
+    assert "rhymeflow" in m.wrappers["outer_sample"] and "rhymeflow" in m.wrappers["diffusion_model"]
+    # sampling with the patched clone leaves the original untouched too
+    _sample(pack, m, _rf_sampler(pack))
+    assert _options_snapshot(wan) == before
+    # a clone of the patched model gets its own holder (no shared run state or stats)
+    c = m.clone()
+    assert pack.glue.holder_of(c) is not holder and pack.glue.holder_of(c).last_stats is None
+
+
+def test_patch_refuses_other_model_families(pack, comfyui):
+    import comfy.model_patcher
+
+    class NotWan(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.diffusion_model = torch.nn.Linear(2, 2)
+
+    fake = comfy.model_patcher.ModelPatcher(NotWan(), torch.device("cpu"), torch.device("cpu"))
+    with pytest.raises(ValueError) as exc:
+        _patched(pack, fake)
+    msg = str(exc.value)
+    assert "RhymeFlow Projection Patch" in msg and "'model'" in msg and "Linear" in msg and "wan2.1-t2v" in msg
+
+
+def test_patch_rejects_bad_options(pack, wan):
+    with pytest.raises(ValueError, match=r"RhymeFlow Projection Patch: input 'placement' = 'gpu'; accepted: device, cpu"):
+        _patched(pack, wan, placement="gpu")
+
+
+# ----------------------------------------------------------------------------------------------- keyframes node
+
+@pytest.mark.parametrize("kw, pattern", [
+    ({"manual": "0, x"}, r"RhymeFlow Keyframes: input 'manual' = '0, x'.*'x' is not a frame index.*e\.g\. '0, 6, 12-14'"),
+    ({"manual": "5-2"}, r"input 'manual'.*ascending range"),
+    ({"threshold": 1.5}, r"RhymeFlow Keyframes: input 'threshold' = 1\.5; accepted: .*\[-1, 1\]"),
+    ({"budget": 0}, r"RhymeFlow Keyframes: input 'budget' = 0; accepted: an integer >= 1"),
+    ({"strategy": "random"}, r"input 'strategy' = 'random'; accepted: semantic, dynamic, uniform, manual"),
+    ({"strategy": "manual", "manual": "", "force_first": False, "force_last": False}, r"input 'manual' is empty"),
+])
+def test_keyframes_node_errors(pack, kw, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        _plan(pack, **kw)
+
+
+def test_keyframes_node_parses_manual(pack):
+    plan = _plan(pack, strategy="manual", manual=" 0, 6, 12-14,")
+    assert plan.manual == (0, 6, 12, 13, 14) and plan.strategy == "manual"
+
+
+# ----------------------------------------------------------------------------------------------- sampler errors
+
+def test_sampler_without_patch(pack, wan):
+    with pytest.raises(ValueError, match=r"RhymeFlow Async Sampler: the MODEL has no RhymeFlow Projection Patch"):
+        _sample(pack, wan, _rf_sampler(pack))
+
+
+def test_sampler_image_latent(pack, wan):
+    m = _patched(pack, wan)
+    with pytest.raises(ValueError, match=r"RhymeFlow Async Sampler: latent has shape \(1, 16, 8, 8\).*video latent"):
+        _sample(pack, m, _rf_sampler(pack), latent=torch.zeros(1, 16, H, W))
+
+
+def test_sampler_too_few_frames(pack, wan):
+    m = _patched(pack, wan)
+    with pytest.raises(ValueError, match=r"RhymeFlow Async Sampler: the latent has 2 frames; .*at least 3"):
+        _sample(pack, m, _rf_sampler(pack), frames=2)
+    assert pack.glue.holder_of(m).run is None
+
+
+@pytest.mark.parametrize("preset", ["paper", "custom"])
+def test_sampler_too_few_steps(pack, wan, preset):
+    m = _patched(pack, wan)
+    with pytest.raises(ValueError, match=r"RhymeFlow Async Sampler: 8 steps is too few.*at least 10 steps"):
+        _sample(pack, m, _rf_sampler(pack, preset=preset), steps=8)
+
+
+def test_sampler_custom_schedule_error(pack, wan):
+    m = _patched(pack, wan)
+    with pytest.raises(ValueError, match=r"RhymeFlow Async Sampler: preset=custom at 10 steps: warmup=10 must be smaller"):
+        _sample(pack, m, _rf_sampler(pack, preset="custom", warmup=10))
+    with pytest.raises(ValueError, match=r"input 'n_large' = 1 is below n_small = 2"):
+        _rf_sampler(pack, preset="custom", n_large=1)
+
+
+def test_keyframe_index_out_of_range(pack, wan):
+    m = _patched(pack, wan)
+    plan = _plan(pack, strategy="manual", manual="0, 2, 9")
+    with pytest.raises(ValueError, match=r"RhymeFlow Keyframes \(used by RhymeFlow Async Sampler\): manual=\[0, 2, 9\] has indices \[9\] outside 0\.\.4"):
+        _sample(pack, m, _rf_sampler(pack, plan), frames=5)
+
+
+def test_budget_not_below_frames(pack, wan):
+    m = _patched(pack, wan)
+    with pytest.raises(ValueError, match=r"RhymeFlow Keyframes \(used by RhymeFlow Async Sampler\): budget=5 must be smaller than the number of latent frames \(5\)"):
+        _sample(pack, m, _rf_sampler(pack, _plan(pack, budget=5)), frames=5)
+
+
+# ----------------------------------------------------------------------------------------------- runs
+
+def test_run_stats_and_state(pack, wan):
+    m = _patched(pack, wan)
+    holder = pack.glue.holder_of(m)
+    clean = _sample(pack, m, _euler())
+    out = _sample(pack, m, _rf_sampler(pack))
+    assert torch.isfinite(out).all() and out.shape == clean.shape
+    # the holder reached through the MODEL is the one the run used: ComfyUI copies dicts, not objects
+    stats = holder.last_stats
+    assert stats is not None and holder.run is None
+    assert stats["frames"] == 5 and stats["steps"] == STEPS and len(stats["roles"]) == 5 and len(stats["roles"][0]) == STEPS
+    assert stats["keyframes"] == [0, 4] and stats["text_tokens"] == 8
+    assert stats["full_passes"] + stats["keyframe_passes"] == STEPS and stats["keyframe_passes"] > 0
+    latent, summary = pack.stats_node.execute(m, {"samples": out}).args
+    assert latent["samples"] is out
+    assert "5 latent frames x 10 steps" in summary and "FLOP-ideal speed-up" in summary
+    # a dense run after the RhymeFlow run on the same MODEL is bit-identical to the clean dense run
+    again = _sample(pack, m, _euler())
+    assert torch.equal(again, clean)
+    # and the RhymeFlow run is reproducible
+    assert torch.equal(_sample(pack, m, _rf_sampler(pack)), out)
+
+
+def test_interrupt_leaves_no_state(pack, wan):
+    import comfy.model_management
+
+    m = _patched(pack, wan)
+    holder = pack.glue.holder_of(m)
+    clean_rf = _sample(pack, m, _rf_sampler(pack))
+    clean_dense = _sample(pack, m, _euler())
+
+    def interrupt(step, x0, x, total):
+        if step == 5:  # inside a keyframe group: run state and context cache are live
+            assert holder.run is not None and holder.run.cache.nbytes() > 0
+            raise comfy.model_management.InterruptProcessingException()
+
+    with pytest.raises(comfy.model_management.InterruptProcessingException):
+        _sample(pack, m, _rf_sampler(pack), callback=interrupt)
+    assert holder.run is None
+    assert torch.equal(_sample(pack, m, _euler()), clean_dense)
+    assert torch.equal(_sample(pack, m, _rf_sampler(pack)), clean_rf)
+
+
+def test_easycache_is_refused_with_rhymeflow_but_composes_with_dense(pack, wan):
+    from comfy_extras.nodes_easycache import EasyCacheNode
+
+    m = EasyCacheNode.execute(_patched(pack, wan), 0.2, 0.15, 0.95, False).args[0]
+    with pytest.raises(ValueError, match=r"RhymeFlow Async Sampler: the MODEL also has EasyCache, which cannot be combined"):
+        _sample(pack, m, _rf_sampler(pack))
+    assert torch.isfinite(_sample(pack, m, _euler())).all()
+
+
+def test_stats_node_errors(pack, wan):
+    with pytest.raises(ValueError, match=r"RhymeFlow Stats: input 'model' has no RhymeFlow patch"):
+        pack.stats_node.execute(wan, {"samples": torch.zeros(1, 16, 5, H, W)})
+    with pytest.raises(ValueError, match=r"RhymeFlow Stats: input 'model' has not been sampled"):
+        pack.stats_node.execute(_patched(pack, wan), {"samples": torch.zeros(1, 16, 5, H, W)})
+
+
+# ----------------------------------------------------------------------------------------------- test-bed + compare
+
+def test_testbed_decode_undoes_process_out(pack):
+    import comfy.latent_formats
+
+    from rhymeflow_core.testbed import pseudo_vae
+
+    torch.manual_seed(1)
+    pixels = torch.rand(1, 3, 4, 32, 32)
+    z = comfy.latent_formats.Wan21().process_out(pseudo_vae.encode(pixels))  # what a sampler hands downstream
+    frames = pack.tb.RhymeFlowTestbedDecode.execute({"samples": z}).args[0]
+    assert frames.shape == (4, 32, 32, 3)
+    assert (frames - pixels[0].permute(1, 2, 3, 0)).abs().max() < 1e-4
+
+
+def test_testbed_latent_and_conditioning(pack):
+    latent = pack.tb.RhymeFlowTestbedEmptyLatent.execute(16).args[0]
+    assert latent["samples"].shape == (1, 16, 16, 16, 16) and not latent["samples"].any()
+    pos, neg = _conds(pack, "pan")
+    assert pos[0][0].shape == (1, 8, 4096) and not neg[0][0].any() and pos[0][1] == {}
+    with pytest.raises(ValueError, match=r"input 'frames' = 2; accepted: 3\.\.21"):
+        pack.tb.RhymeFlowTestbedEmptyLatent.execute(2)
+
+
+def test_compare_node(pack):
+    torch.manual_seed(2)
+    a = torch.rand(4, 32, 32, 3)
+    b = (a + 0.02 * torch.randn_like(a)).clamp(0, 1)
+    out = pack.compare_node.execute(a, b)
+    summary, plot = out.args
+    assert "4 frames" in summary and "PSNR mean" in summary
+    assert plot.ndim == 4 and plot.shape[0] == 1 and plot.shape[-1] == 3 and 0 <= plot.min() and plot.max() <= 1
+    same = out.ui["rhymeflow_compare"][0]
+    assert len(same["psnr_frames"]) == 4 and 25 < same["psnr_mean"] < 45
+    with pytest.raises(ValueError, match=r"RhymeFlow Compare: inputs 'dense' \(4, 32, 32, 3\) and 'accelerated' \(3, 32, 32, 3\) differ"):
+        pack.compare_node.execute(a, b[:3])

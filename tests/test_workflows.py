@@ -1,0 +1,160 @@
+"""Structure of the shipped example workflows (UI format, version 0.4), checked without ComfyUI.
+
+Every link must join existing nodes and slots with matching types; every node type must be one of ours
+(declared in ``nodes/``, read from the V3 schemas with ``ast`` since ComfyUI is not importable here) or a
+core node listed below; ``widgets_values`` must have as many values as the node has widgets. The real-ComfyUI
+tier (``tests/comfyui/test_nodes_server.py``) validates the same files against a live ``/object_info``.
+"""
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
+
+# core nodes the workflows may use: socket inputs (name -> type), output types, widget values (incl. control_after_generate)
+CORE = {
+    "UNETLoader": ({}, ["MODEL"], 2),
+    "CLIPLoader": ({}, ["CLIP"], (2, 3)),
+    "VAELoader": ({}, ["VAE"], 1),
+    "ModelSamplingSD3": ({"model": "MODEL"}, ["MODEL"], 1),
+    "CLIPTextEncode": ({"clip": "CLIP"}, ["CONDITIONING"], 1),
+    "CFGGuider": ({"model": "MODEL", "positive": "CONDITIONING", "negative": "CONDITIONING"}, ["GUIDER"], 1),
+    "BasicScheduler": ({"model": "MODEL"}, ["SIGMAS"], 3),
+    "RandomNoise": ({}, ["NOISE"], 2),
+    "KSamplerSelect": ({}, ["SAMPLER"], 1),
+    "SamplerCustomAdvanced": ({"noise": "NOISE", "guider": "GUIDER", "sampler": "SAMPLER", "sigmas": "SIGMAS",
+                               "latent_image": "LATENT"}, ["LATENT", "LATENT"], 0),
+    "EmptyHunyuanLatentVideo": ({}, ["LATENT"], 4),
+    "VAEDecode": ({"samples": "LATENT", "vae": "VAE"}, ["IMAGE"], 0),
+    "SaveAnimatedWEBP": ({"images": "IMAGE"}, [], 5),
+    "PreviewImage": ({"images": "IMAGE"}, [], 0),
+    "EasyCache": ({"model": "MODEL"}, ["MODEL"], 4),
+}
+
+_IO_TYPES = {"Model": "MODEL", "Latent": "LATENT", "Sampler": "SAMPLER", "Conditioning": "CONDITIONING", "Image": "IMAGE",
+             "String": "STRING", "Sigmas": "SIGMAS", "Noise": "NOISE", "Guider": "GUIDER", "Int": "INT", "Float": "FLOAT",
+             "Boolean": "BOOLEAN", "Combo": "COMBO", "Vae": "VAE"}
+_WIDGETS = {"Int", "Float", "String", "Boolean", "Combo"}
+
+
+def _custom_types() -> dict[str, str]:
+    """``Name = io.Custom("TYPE")`` assignments in nodes/*.py."""
+    out = {}
+    for path in (ROOT / "nodes").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Attribute)
+                    and node.value.func.attr == "Custom"):
+                out[node.targets[0].id] = node.value.args[0].value
+    return out
+
+
+def _io_call(call: ast.Call, custom: dict[str, str]) -> tuple[str, str, str, bool] | None:
+    """``io.X.Input(...)`` / ``Custom.Output(...)`` -> (kind Input|Output, type, id, control_after_generate)."""
+    f = call.func
+    if not (isinstance(f, ast.Attribute) and f.attr in ("Input", "Output")):
+        return None
+    base = f.value
+    if isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name) and base.value.id == "io":
+        kind = base.attr
+    elif isinstance(base, ast.Name) and base.id in custom:
+        kind = base.id
+    else:
+        return None
+    ident = call.args[0].value if call.args and isinstance(call.args[0], ast.Constant) else None
+    cag = any(k.arg == "control_after_generate" and getattr(k.value, "value", False) for k in call.keywords)
+    return f.attr, kind, ident, cag
+
+
+def our_nodes() -> dict[str, tuple[dict[str, str], list[str], int]]:
+    """node_id -> (socket inputs, output types, widget value count) from the V3 schemas in nodes/*.py."""
+    custom = _custom_types()
+    out = {}
+    for path in (ROOT / "nodes").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "Schema"):
+                continue
+            kw = {k.arg: k.value for k in node.keywords}
+            node_id = kw["node_id"].value
+            sockets, outputs, widgets = {}, [], 0
+            for item in getattr(kw.get("inputs"), "elts", []):
+                kind_io, kind, ident, cag = _io_call(item, custom)
+                if kind in _WIDGETS:
+                    widgets += 1 + int(cag)
+                else:
+                    sockets[ident] = custom.get(kind) or _IO_TYPES[kind]
+            for item in getattr(kw.get("outputs"), "elts", []):
+                _, kind, _, _ = _io_call(item, custom)
+                outputs.append(custom.get(kind) or _IO_TYPES[kind])
+            out[node_id] = (sockets, outputs, widgets)
+    return out
+
+
+def optional_sockets() -> dict[str, set[str]]:
+    """node_id -> ids of the sockets declared with ``optional=True`` (they may stay unconnected)."""
+    out = {}
+    for path in (ROOT / "nodes").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "Schema":
+                kw = {k.arg: k.value for k in node.keywords}
+                out[kw["node_id"].value] = {item.args[0].value for item in getattr(kw.get("inputs"), "elts", [])
+                                            if any(k.arg == "optional" and getattr(k.value, "value", False) for k in item.keywords)}
+    return out
+
+
+def test_our_schemas_are_found():
+    ours = our_nodes()
+    assert {"RhymeFlowKeyframes", "RhymeFlowAsyncSampler", "RhymeFlowProjectionPatch", "RhymeFlowStats", "RhymeFlowCompare",
+            "RhymeFlowTestbedConditioning", "RhymeFlowTestbedEmptyLatent", "RhymeFlowTestbedDecode"} <= set(ours)
+    assert all(k.startswith("RhymeFlow") for k in ours)
+    assert ours["RhymeFlowAsyncSampler"] == ({"keyframes": "RHYMEFLOW_KEYFRAMES"}, ["SAMPLER"], 6)
+    assert ours["RhymeFlowStats"] == ({"model": "MODEL", "latent": "LATENT"}, ["LATENT", "STRING"], 0)
+
+
+def test_there_are_workflows():
+    names = {p.name for p in WORKFLOWS}
+    assert {"rhymeflow_testbed_try_it_now.json", "rhymeflow_wan21_t2v_1.3b.json"} <= names
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_structure(path):
+    wf = json.loads(path.read_text())
+    assert wf["version"] == 0.4
+    known = {**CORE, **our_nodes()}
+    optional = optional_sockets()
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    assert len(nodes) == len(wf["nodes"]), "duplicate node ids"
+    assert wf["last_node_id"] >= max(nodes)
+    links = {l[0]: l for l in wf["links"]}
+    assert len(links) == len(wf["links"]), "duplicate link ids"
+    assert wf["last_link_id"] >= max(links)
+    assert any(n["type"].startswith("RhymeFlow") for n in nodes.values())
+    for n in nodes.values():
+        assert n["type"] in known, f"{path.name}: node {n['id']} has unknown type {n['type']}"
+        sockets, outputs, widgets = known[n["type"]]
+        got = len(n.get("widgets_values", []))
+        assert got in (widgets if isinstance(widgets, tuple) else (widgets,)), \
+            f"{path.name}: node {n['id']} {n['type']} has {got} widget values, expected {widgets}"
+        assert [o["type"] for o in n.get("outputs", [])] == outputs, f"{path.name}: node {n['id']} outputs"
+        for inp in n.get("inputs", []):
+            if "widget" in inp:
+                continue
+            assert sockets.get(inp["name"]) == inp["type"], f"{path.name}: node {n['id']} input {inp['name']}"
+        missing = set(sockets) - {i["name"] for i in n.get("inputs", []) if i.get("link") is not None} - optional.get(n["type"], set())
+        assert not missing, f"{path.name}: node {n['id']} {n['type']} has unconnected inputs {missing}"
+        for slot, out in enumerate(n.get("outputs", [])):
+            for lid in out.get("links") or []:
+                assert links[lid][1] == n["id"] and links[lid][2] == slot, f"{path.name}: output link {lid}"
+        for slot, inp in enumerate(n.get("inputs", [])):
+            if inp.get("link") is not None:
+                assert links[inp["link"]][3] == n["id"] and links[inp["link"]][4] == slot, f"{path.name}: input link {inp['link']}"
+    for lid, src, sslot, dst, dslot, typ in wf["links"]:
+        assert src in nodes and dst in nodes, f"{path.name}: link {lid} joins missing nodes"
+        s_out, d_in = nodes[src]["outputs"], nodes[dst]["inputs"]
+        assert sslot < len(s_out) and dslot < len(d_in), f"{path.name}: link {lid} slot out of range"
+        assert s_out[sslot]["type"] == typ == d_in[dslot]["type"], f"{path.name}: link {lid} type {typ}"
+        assert lid in (s_out[sslot].get("links") or []) and d_in[dslot]["link"] == lid, f"{path.name}: link {lid} not mirrored"
