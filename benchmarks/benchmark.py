@@ -11,6 +11,7 @@ How each column is obtained, all in this one run:
 - FLOP-ideal: the step map's prediction (``schedule.flop_ideal_speedup``) for this model's sizes;
 - PSNR / SSIM: per frame in pixel space against dense of the same seed; mean and worst frame over
   ``--videos`` videos (classes cycled, seeds 0..);
+- peak MB: peak of live tensor bytes during one run (``rhymeflow_core.memory``: CUDA allocator or CPU profiler);
 - "dense-k @ equal time": dense with k steps, k chosen so its time matches the RhymeFlow row named,
   the honest baseline any accelerator must beat.
 """
@@ -32,6 +33,7 @@ import torch  # noqa: E402
 
 from rhymeflow_core.asymrnr import AsymRnRState, ReductionSchedule, install as install_asymrnr  # noqa: E402
 from rhymeflow_core.flops import count_flops  # noqa: E402
+from rhymeflow_core.memory import peak_memory  # noqa: E402
 from rhymeflow_core.keyframes import KeyframePlan  # noqa: E402
 from rhymeflow_core.metrics import psnr_per_frame, ssim_per_frame  # noqa: E402
 from rhymeflow_core.patch import PatchConfig  # noqa: E402
@@ -91,7 +93,7 @@ def rhymeflow(steps: int, preset: str, budget: int, context: str = "kv", project
 
 
 def asymrnr_only(steps: int, sched: ReductionSchedule) -> Method:
-    method = Method(f"asymrnr (calibrated schedule, saves {sched.flop_fraction():.0%} attn)", None, steps)
+    method = Method(f"asymrnr (calibrated, -{1 - sched.flop_fraction():.0%} attn FLOPs)", None, steps)
 
     def run(model, job):
         latent, _, _ = run_sampler(sample_dense, model, Job(**{**job.__dict__, "steps": steps}),
@@ -130,6 +132,7 @@ def measure_quality(methods: list[Method], ref_videos: list[torch.Tensor], model
         p, s = torch.cat(psnr), torch.cat(ssim)
         m.result.update(psnr_mean=float(p.mean()), psnr_worst=float(p.min()), ssim_mean=float(s.mean()), ssim_worst=float(s.min()))
         m.result["flops"] = count_flops(lambda: m.run(model, jobs[0]))
+        m.result["peak_mb"] = peak_memory(lambda: m.run(model, jobs[0])) / 2**20
         saved = (m.asym.stats.flops_dense - m.asym.stats.flops) if m.asym is not None else 0
         keyframes = stats["keyframes"] if stats else None
         m.result["flop_ideal"] = (m.ideal(keyframes, saved, reference.result["flops"]) if m.ideal
@@ -164,6 +167,7 @@ def print_table(title: str, methods: list[Method]) -> None:
             ("SSIM worst", lambda r, m: "ref" if m is methods[0] else f"{r['ssim_worst']:.3f}"),
             ("full/key", lambda r, m: f"{r['full_passes']}/{r['keyframe_passes']}" if "full_passes" in r else f"{m.steps}/0"),
             ("cache MB", lambda r, m: f"{r['cache_mb']:.1f}" if "cache_mb" in r else "-"),
+            ("peak MB", lambda r, m: f"{r['peak_mb']:.0f}"),
             ("s/video", lambda r, m: f"{r['seconds']:.2f}")]
     rows = [[f(m.result, m) for _, f in cols] for m in methods]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, (h, _) in enumerate(cols)]
@@ -231,6 +235,7 @@ def main(argv: list[str] | None = None) -> None:
                    rhymeflow(steps, "paper", args.budget, "kv", projection="quadratic", dims=dims),
                    rhymeflow(steps, "balanced", args.budget, "kv", dims=dims),
                    rhymeflow(steps, "fast", args.budget, "kv", dims=dims),
+                   rhymeflow(steps, "fast", args.budget, "kv", projection="quadratic", dims=dims),
                    rhymeflow(steps, "fast", max(2, args.budget // 2), "kv", solver="ab2", dims=dims)]
         if args.asymrnr.exists():
             sched = ReductionSchedule.load(args.asymrnr)

@@ -163,7 +163,8 @@ def flop_speedup(stats: dict, dims: ModelDims) -> float:
     """Dense FLOPs over RhymeFlow FLOPs for the realised run (an upper bound on the wall-clock gain)."""
     steps = stats["full_passes"] + stats["keyframe_passes"]
     full = pass_flops(dims, dims.frames)
-    rhyme = stats["full_passes"] * full + stats["keyframe_passes"] * pass_flops(dims, len(stats["keyframes"]))
+    keyframe_pass = pass_flops(dims, len(stats["keyframes"]), kv_cached=stats.get("context_mode") == "kv")
+    rhyme = stats["full_passes"] * full + stats["keyframe_passes"] * keyframe_pass
     return steps * full / rhyme
 
 

@@ -159,6 +159,7 @@ def sample_rhymeflow(model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: d
             x.index_copy_(2, other, z_end)
             v_prev, sigma_prev = v, sig[i]
         holder.last_stats = _stats(run, roles, key_list, scores, schedule, time.perf_counter() - t_start)
+        holder.last_stats["context_mode"] = holder.config.context_mode
         log.info("RhymeFlow: %d full + %d keyframe-only steps, keyframes %s", holder.last_stats["full_passes"],
                  holder.last_stats["keyframe_passes"], key_list)
         return x

@@ -378,7 +378,7 @@ def test_try_it_now_runs(server, object_info, checkpoint, testbed_prompt):
 
 
 @pytest.fixture(scope="module")
-def reference(checkpoint):
+def reference(checkpoint, testbed_prompt):
     """The core's test-bed results for the same job: (dense latent, RhymeFlow latent, RhymeFlow keyframes)."""
     from rhymeflow_core.keyframes import KeyframePlan
     from rhymeflow_core.patch import PatchConfig
@@ -390,8 +390,10 @@ def reference(checkpoint):
     model = model_io.load_model(checkpoint)
     job = runner.Job(cls=CLASSES.index(CLASS), seed=SEED, frames=FRAMES, steps=STEPS, cfg=3.0, shift=3.0)
     dense, _, _ = runner.run_sampler(sample_dense, model, job)
+    sampler = testbed_prompt[_find(testbed_prompt, "RhymeFlowAsyncSampler")]["inputs"]  # the workflow's own settings
     rf, _, holder = runner.run_sampler(sample_rhymeflow, model, job, config=PatchConfig(), plan=KeyframePlan(),
-                                       schedule=preset_schedule("paper", STEPS))
+                                       schedule=preset_schedule(sampler["preset"], STEPS), projection=sampler["projection"],
+                                       keyframe_solver=sampler["keyframe_solver"])
     return dense, rf, holder.last_stats["keyframes"]
 
 
