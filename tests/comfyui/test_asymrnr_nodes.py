@@ -311,3 +311,22 @@ def test_composition_with_projection_patch(pack, wan, order):
     assert reduced_steps and len({r[1] for r in stats["kept_fraction"]}) == rf["full_passes"]  # only full passes recorded
     # a dense run on the composed model after that is still exact with the Projection Patch alone at rates 0
     assert torch.equal(_sample(pack, zero), _sample(pack, _projection(pack, wan)))
+
+
+# ----------------------------------------------------------------------------------------------- EasyCache
+
+@pytest.mark.parametrize("order", ["easycache_then_asymrnr", "asymrnr_then_easycache"])
+def test_composes_with_core_easycache(pack, wan, dense, order):
+    """EasyCache skips whole steps; AsymRnR counts steps from sigma, so skipped calls do not shift its schedule.
+    Both orders run, reduce tokens on the steps that are computed, and stay close to the dense result."""
+    from comfy_extras.nodes_easycache import EasyCache
+
+    def easycache(model):
+        return EasyCache.execute(model, reuse_threshold=0.2, start_percent=0.15, end_percent=0.95, verbose=False).args[0]
+
+    model = _asym(pack, easycache(wan)) if order == "easycache_then_asymrnr" else easycache(_asym(pack, wan))
+    out = _sample(pack, model)
+    assert torch.isfinite(out).all() and out.shape == dense.shape
+    text, stats = _stats(pack, model, out)
+    assert stats["flops_saved_fraction"] > 0, text
+    assert (out - dense).abs().mean() < dense.abs().mean()  # an approximation of dense, not noise
