@@ -319,7 +319,7 @@ def test_composition_with_projection_patch(pack, wan, order):
 def test_composes_with_core_easycache(pack, wan, dense, order):
     """EasyCache skips whole steps; AsymRnR counts steps from sigma, so skipped calls do not shift its schedule.
     Both orders run, reduce tokens on the steps that are computed, and stay close to the dense result."""
-    from comfy_extras.nodes_easycache import EasyCache
+    from comfy_extras.nodes_easycache import EasyCacheNode as EasyCache
 
     def easycache(model):
         return EasyCache.execute(model, reuse_threshold=0.2, start_percent=0.15, end_percent=0.95, verbose=False).args[0]
