@@ -21,11 +21,10 @@ except ImportError:  # not inside ComfyUI
 if folder_paths is not None:
     folder_paths.add_model_folder_path("diffusion_models", TESTBED_WEIGHTS)
 
-if os.path.isfile(os.path.join(os.path.dirname(os.path.abspath(__file__)), "nodes", "routes.py")):
-    try:
-        from .nodes import routes  # noqa: F401  (registers /rhymeflow/step_map on import)
-    except Exception as exc:  # noqa: BLE001 - a broken route must not stop the nodes from loading
-        log.warning("RhymeFlow: step-map route not loaded: %s", exc)
+try:
+    from .nodes import routes  # noqa: F401  (registers /rhymeflow/step_map on import)
+except Exception as exc:  # noqa: BLE001 - a broken route must not stop the nodes from loading
+    log.warning("RhymeFlow: step-map route not loaded: %s", exc)
 
 
 async def comfy_entrypoint():

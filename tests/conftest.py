@@ -4,7 +4,6 @@ One thread keeps tests from fighting a background job for the 2 cores (OpenMP ov
 slows both sides by several times). The repo root is a ComfyUI package whose ``__init__.py`` imports
 ComfyUI; pytest would import it as the tests' parent package, so it is collected as a plain folder.
 """
-import os
 import sys
 from pathlib import Path
 

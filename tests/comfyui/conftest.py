@@ -19,6 +19,8 @@ The repo root is collected as a plain folder by ``tests/conftest.py`` (its ``__i
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import sys
 import types
@@ -103,3 +105,17 @@ def comfyui() -> types.SimpleNamespace:
         model_sampling=comfy.model_sampling,
         model_management=comfy.model_management,
     )
+
+
+PACK_NAME = "rhymeflow_pack"
+
+
+@pytest.fixture(scope="session")
+def pack_import(comfyui):
+    """``pack_import("nodes.glue")``: a module of the pack, loaded as ComfyUI loads it (``__init__.py`` run as a package)."""
+    if PACK_NAME not in sys.modules:
+        spec = importlib.util.spec_from_file_location(PACK_NAME, REPO_ROOT / "__init__.py", submodule_search_locations=[str(REPO_ROOT)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[PACK_NAME] = module
+        spec.loader.exec_module(module)
+    return lambda path: importlib.import_module(f"{PACK_NAME}.{path}")

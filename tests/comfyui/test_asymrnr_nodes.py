@@ -11,40 +11,31 @@ tiny random Wan 2.1 T2V DiT (2 blocks, dim 256 = 2 heads) saved as safetensors a
 from __future__ import annotations
 
 import copy
-import importlib
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 STEPS = 10
 FRAMES = 5
 H = W = 8  # latent 8x8 -> 16 tokens per frame, 80 video tokens at 5 frames
 
 
 @pytest.fixture(scope="module")
-def pack(comfyui):
-    name = "rhymeflow_pack"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "__init__.py", submodule_search_locations=[str(REPO_ROOT)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
+def pack(pack_import):
+    """The pack as ComfyUI loads it (see conftest's ``pack_import``)."""
 
     class Pack:
-        asym = importlib.import_module(f"{name}.nodes.asymrnr_node")
-        core = importlib.import_module(f"{name}.rhymeflow_core.asymrnr")
-        glue = importlib.import_module(f"{name}.nodes.glue")
-        kf_node = importlib.import_module(f"{name}.nodes.keyframes_node").RhymeFlowKeyframes
-        sampler_node = importlib.import_module(f"{name}.nodes.sampler_node").RhymeFlowAsyncSampler
-        patch_node = importlib.import_module(f"{name}.nodes.patch_node").RhymeFlowProjectionPatch
-        tb = importlib.import_module(f"{name}.nodes.testbed_nodes")
+        asym = pack_import("nodes.asymrnr_node")
+        core = pack_import("rhymeflow_core.asymrnr")
+        glue = pack_import("nodes.glue")
+        kf_node = pack_import("nodes.keyframes_node").RhymeFlowKeyframes
+        sampler_node = pack_import("nodes.sampler_node").RhymeFlowAsyncSampler
+        patch_node = pack_import("nodes.patch_node").RhymeFlowProjectionPatch
+        tb = pack_import("nodes.testbed_nodes")
 
     return Pack
 

@@ -8,43 +8,32 @@ ComfyUI's ``load_diffusion_model`` (what UNETLoader calls), so nothing waits for
 from __future__ import annotations
 
 import copy
-import importlib
-import importlib.util
-import sys
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 STEPS = 10
 H = W = 8  # latent 8x8 -> 16 tokens per frame
 
 
 @pytest.fixture(scope="module")
-def pack(comfyui):
-    """The pack as ComfyUI loads it: ``__init__.py`` executed as a package."""
-    name = "rhymeflow_pack"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "__init__.py", submodule_search_locations=[str(REPO_ROOT)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
+def pack(pack_import):
+    """The pack as ComfyUI loads it (see conftest's ``pack_import``)."""
 
     class Pack:
-        core = importlib.import_module(f"{name}.rhymeflow_core")
-        keyframes = importlib.import_module(f"{name}.rhymeflow_core.keyframes")
-        patch = importlib.import_module(f"{name}.rhymeflow_core.patch")
-        glue = importlib.import_module(f"{name}.nodes.glue")
-        kf_node = importlib.import_module(f"{name}.nodes.keyframes_node").RhymeFlowKeyframes
-        sampler_node = importlib.import_module(f"{name}.nodes.sampler_node").RhymeFlowAsyncSampler
-        patch_node = importlib.import_module(f"{name}.nodes.patch_node").RhymeFlowProjectionPatch
-        stats_node = importlib.import_module(f"{name}.nodes.stats_node").RhymeFlowStats
-        compare_node = importlib.import_module(f"{name}.nodes.compare_node").RhymeFlowCompare
-        tb = importlib.import_module(f"{name}.nodes.testbed_nodes")
+        core = pack_import("rhymeflow_core")
+        keyframes = pack_import("rhymeflow_core.keyframes")
+        patch = pack_import("rhymeflow_core.patch")
+        glue = pack_import("nodes.glue")
+        kf_node = pack_import("nodes.keyframes_node").RhymeFlowKeyframes
+        sampler_node = pack_import("nodes.sampler_node").RhymeFlowAsyncSampler
+        patch_node = pack_import("nodes.patch_node").RhymeFlowProjectionPatch
+        stats_node = pack_import("nodes.stats_node").RhymeFlowStats
+        compare_node = pack_import("nodes.compare_node").RhymeFlowCompare
+        tb = pack_import("nodes.testbed_nodes")
 
     return Pack
 
