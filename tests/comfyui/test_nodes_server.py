@@ -467,3 +467,14 @@ def test_easycache_on_the_same_graph(server, runs, testbed_prompt):
     prompt, _, _ = _variant(testbed_prompt, "rhymeflow", "easycache_rf", easycache=True)
     run = server.run(prompt)
     assert not run.ok() and "cannot be combined with RhymeFlow" in run.error(), run.error()
+
+
+def test_asymrnr_combo_workflow_runs(server, object_info, checkpoint):
+    """The shipped RhymeFlow + AsymRnR graph runs end to end and reports both patches' stats."""
+    workflow = json.loads((REPO_ROOT / "example_workflows" / "rhymeflow_testbed_asymrnr_combo.json").read_text())
+    prompt = ui_to_api(workflow, object_info)
+    run = server.run(prompt)
+    assert run.ok(), run.error()
+    asym = run.outputs[_find(prompt, "RhymeFlowAsymRnRStats")]
+    assert "FLOPs saved" in asym["text"][0] and asym["asymrnr_stats"][0]["flops_saved_fraction"] > 0, asym
+    assert run.outputs[_find(prompt, "RhymeFlowStats")]["rhymeflow_stats"][0]["keyframe_passes"] > 0
