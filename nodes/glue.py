@@ -16,7 +16,7 @@ from ..rhymeflow_core.adapters.wan import FAMILY, WanAdapter
 from ..rhymeflow_core.keyframes import KeyframePlan
 from ..rhymeflow_core.patch import KEY, PatchConfig, RhymeFlowHolder, block_patch, diffusion_model_wrapper
 from ..rhymeflow_core.sampler import sample_rhymeflow
-from ..rhymeflow_core.schedule import ROLE_SKIP, ModelDims, ScheduleConfig, pass_flops
+from ..rhymeflow_core.schedule import ROLE_SKIP, ModelDims, ScheduleConfig, flop_ideal_from_counts
 
 log = logging.getLogger("rhymeflow")
 
@@ -161,11 +161,8 @@ def model_dims(model, latent: torch.Tensor, text_tokens: int | None) -> ModelDim
 
 def flop_speedup(stats: dict, dims: ModelDims) -> float:
     """Dense FLOPs over RhymeFlow FLOPs for the realised run (an upper bound on the wall-clock gain)."""
-    steps = stats["full_passes"] + stats["keyframe_passes"]
-    full = pass_flops(dims, dims.frames)
-    keyframe_pass = pass_flops(dims, len(stats["keyframes"]), kv_cached=stats.get("context_mode") == "kv")
-    rhyme = stats["full_passes"] * full + stats["keyframe_passes"] * keyframe_pass
-    return steps * full / rhyme
+    return flop_ideal_from_counts(stats["full_passes"], stats["keyframe_passes"], len(stats["keyframes"]), dims,
+                                  kv_cached=stats.get("context_mode") == "kv")
 
 
 def _bytes(n: int) -> str:
