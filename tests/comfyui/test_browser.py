@@ -173,6 +173,22 @@ def _wait(page, selector: str, timeout_ms: int) -> None:
         pytest.fail(f"waiting for {selector}: {exc.__class__.__name__}; step-map canvases: {seen}")
 
 
+def _load_workflow(page, workflow: dict, node_id: int, node_type: str, attempts: int = 3) -> None:
+    """Load ``workflow`` into the page's graph. The frontend may still be restoring its own start-up graph,
+    which can replace one loaded too early; so the load is retried until ``node_id`` has ``node_type``."""
+    for attempt in range(attempts):
+        page.evaluate("async (wf) => { await window.comfyAPI.app.app.loadGraphData(wf); }", workflow)
+        try:
+            page.wait_for_function(
+                "([id, type]) => window.comfyAPI.app.app.graph?.getNodeById(id)?.type === type",
+                arg=[node_id, node_type], timeout=30_000,
+            )
+            return
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError; retried, then re-raised
+            if attempt == attempts - 1:
+                raise
+
+
 def _launch(p):
     return p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
 
@@ -196,11 +212,7 @@ def test_step_map_widget_planned_realised_and_click(server):
                 "() => window.comfyAPI?.app?.app?.extensions?.some(e => e.name === 'RhymeFlow.StepMap')",
                 timeout=120_000,
             )
-            page.evaluate("async (wf) => { await window.comfyAPI.app.app.loadGraphData(wf); }", workflow)
-            page.wait_for_function(
-                "([id, type]) => window.comfyAPI.app.app.graph?.getNodeById(id)?.type === type",
-                arg=[sampler_id, SAMPLER], timeout=60_000,
-            )
+            _load_workflow(page, workflow, sampler_id, SAMPLER)
             # Bring the sampler into view so its DOM widget is laid out and drawn.
             page.evaluate(
                 """(id) => { const app = window.comfyAPI.app.app; const n = app.graph.getNodeById(id);
