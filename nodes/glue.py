@@ -12,9 +12,9 @@ import math
 import torch
 
 from ..rhymeflow_core import presets
-from ..rhymeflow_core.adapters.wan import FAMILY, WanAdapter
+from ..rhymeflow_core import adapters
 from ..rhymeflow_core.keyframes import KeyframePlan
-from ..rhymeflow_core.patch import KEY, PatchConfig, RhymeFlowHolder, block_patch, diffusion_model_wrapper
+from ..rhymeflow_core.patch import KEY, BlockPatch, PatchConfig, RhymeFlowHolder, apply_model_wrapper
 from ..rhymeflow_core.sampler import sample_rhymeflow
 from ..rhymeflow_core.schedule import ROLE_SKIP, ModelDims, ScheduleConfig, flop_ideal_from_counts
 
@@ -41,36 +41,27 @@ def outer_sample_wrapper(executor, *args, **kwargs):
             holder.end_run()
 
 
-def check_model_family(model) -> None:
-    """Refuse anything but ComfyUI's plain Wan 2.1 text-to-video DiT, naming node, input and what works."""
-    import comfy.ldm.wan.model as wan
-
+def model_adapter(model):
+    """The family adapter for a ComfyUI MODEL; an error naming node, input and the supported families otherwise."""
     dm = getattr(getattr(model, "model", None), "diffusion_model", None)
-    supported = f"supported families: {FAMILY} (Wan 2.1 T2V 1.3B/14B, loaded with UNETLoader or a checkpoint loader)"
-    if type(dm) is not wan.WanModel:
-        raise ValueError(f"{PATCH_NODE}: input 'model' is a {type(dm).__name__} "
-                         f"({type(getattr(model, 'model', None)).__name__}); {supported}")
     try:
-        WanAdapter.check_model(dm)
+        return adapters.comfyui_adapter(dm)
     except ValueError as exc:
-        raise ValueError(f"{exc} (input 'model')") from None
+        raise ValueError(f"{PATCH_NODE}: input 'model' ({type(getattr(model, 'model', None)).__name__}): {exc}") from None
 
 
 def patch_model(model, config: PatchConfig):
     """A clone of ``model`` with the RhymeFlow projection patch installed; ``model`` itself is untouched."""
-    import comfy.ldm.flux.math
-    import comfy.ldm.modules.attention
     import comfy.patcher_extension
 
-    check_model_family(model)
-    config.validate()
+    adapter = model_adapter(model)
+    holder = RhymeFlowHolder(config, adapter)  # validates the config against the family
     m = model.clone()
-    holder = RhymeFlowHolder(config, WanAdapter(comfy.ldm.modules.attention.optimized_attention, comfy.ldm.flux.math.apply_rope1))
     m.model_options.setdefault("transformer_options", {})[KEY] = holder
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY, outer_sample_wrapper)
-    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, diffusion_model_wrapper)
-    for i in range(len(m.model.diffusion_model.blocks)):
-        m.set_model_patch_replace(block_patch, "dit", "double_block", i)
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, KEY, apply_model_wrapper)
+    for kind, index in adapter.block_keys(m.model.diffusion_model):
+        m.set_model_patch_replace(BlockPatch((kind, index)), "dit", kind, index)
     return m
 
 
@@ -152,11 +143,9 @@ def send_stats(node_id, stats: dict) -> None:
 
 def model_dims(model, latent: torch.Tensor, text_tokens: int | None) -> ModelDims:
     """FLOP-model dims of the patched MODEL's DiT for ``latent [B, C, T, H, W]``."""
-    dm = model.model.diffusion_model
-    ph, pw = tuple(dm.patch_size)[1:]
-    tokens = math.ceil(latent.shape[-2] / ph) * math.ceil(latent.shape[-1] / pw)
-    return ModelDims(name=type(dm).__name__, layers=len(dm.blocks), dim=int(dm.dim), ffn_dim=int(dm.ffn_dim),
-                     tokens_per_frame=tokens, frames=int(latent.shape[2]), text_tokens=int(text_tokens or DEFAULT_TEXT_TOKENS))
+    holder = holder_of(model)
+    adapter = holder.adapter if holder is not None else model_adapter(model)
+    return adapter.model_dims(model.model.diffusion_model, latent, int(text_tokens or DEFAULT_TEXT_TOKENS))
 
 
 def flop_speedup(stats: dict, dims: ModelDims) -> float:

@@ -1,12 +1,18 @@
-"""The projection patch: a DIFFUSION_MODEL wrapper plus one block-replace patch per DiT block.
+"""The projection patch: an APPLY_MODEL wrapper plus one block-replace patch per DiT block.
 
 How a pass is chosen: the sampler sets ``run.mode`` on the holder before each model call.
 - ``full``: untouched model (warm-up).
 - ``record``: full pass on every frame (a sync point); each block also stores the non-keyframe context
-  (block inputs for ``hidden`` mode, post-RoPE K/V for ``kv`` mode) and block 0 stores the RoPE table.
-- ``keyframe``: the wrapper feeds only keyframe latents through the DiT (patch embedding, residual
-  stream, head: M frames, not F), and each block attends from keyframe queries to keys/values of all
-  frames, with the recorded RoPE rows so every token keeps its original position.
+  (block inputs for ``hidden`` mode, post-RoPE K/V for ``kv`` mode) and RoPE rows where needed.
+- ``keyframe``: the wrapper feeds only keyframe frames of the latent (and of every per-frame input:
+  concatenated image conditioning, denoise masks) through the model, so patch embedding, the residual
+  stream, FFNs and the head run on M frames, not F; each block attends from keyframe queries to keys
+  and values of all frames, with recorded RoPE rows so every token keeps its original position.
+
+The wrapper sits on ``apply_model`` (ComfyUI's ``WrappersMP.APPLY_MODEL``) rather than on the diffusion
+model because every family has that hook with one signature (Mochi's DiT has no DIFFUSION_MODEL
+wrapper) and per-frame conditioning is still separate there. Block math is the family adapter's
+(``adapters/``); this module is family-neutral.
 
 The holder is a plain object (not a dict) because ComfyUI re-copies dicts inside
 ``transformer_options`` several times per run; objects pass by reference.
@@ -50,9 +56,10 @@ class RunState:
 
     keyframes: torch.Tensor | None = None  # frame indices, long, on the model's device
     mode: str = "full"
+    context_mode: str = "kv"
     cache: ContextCache = field(default_factory=ContextCache)
-    freqs_key: torch.Tensor | None = None  # RoPE rows of keyframe tokens, recorded at sync points
-    freqs_other: torch.Tensor | None = None  # RoPE rows of the other tokens
+    rope: dict = field(default_factory=dict)  # adapter-owned RoPE rows recorded at sync points
+    call: dict = field(default_factory=dict)  # adapter-owned per-call values (e.g. Wan's context_img_len)
     tokens_per_frame: int = 0
     num_frames: int = 0
     dit: torch.nn.Module | None = None
@@ -71,13 +78,17 @@ class RhymeFlowHolder:
 
     def __init__(self, config: PatchConfig, adapter):
         config.validate()
+        if config.context_mode not in adapter.context_modes:
+            raise ValueError(f"RhymeFlow Projection Patch: context_mode={config.context_mode!r} is not implemented for "
+                             f"{adapter.family}; accepted: {', '.join(adapter.context_modes)}")
         self.config = config
         self.adapter = adapter
         self.run: RunState | None = None
         self.last_stats: dict | None = None
 
     def new_run(self) -> RunState:
-        self.run = RunState(cache=ContextCache(self.config.placement, self.config.torch_cache_dtype()))
+        self.run = RunState(context_mode=self.config.context_mode,
+                            cache=ContextCache(self.config.placement, self.config.torch_cache_dtype()))
         return self.run
 
     def end_run(self) -> None:
@@ -102,79 +113,75 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def diffusion_model_wrapper(executor, x, timestep, context, clip_fea=None, time_dim_concat=None, transformer_options=None, **kwargs):
-    """DIFFUSION_MODEL wrapper: on keyframe passes, run the DiT on keyframe latents only and scatter back."""
+def _frames(value, frames: torch.Tensor, num_frames: int):
+    """``value`` restricted to ``frames`` along dim 2 when it is a per-frame tensor, else unchanged."""
+    if torch.is_tensor(value) and value.ndim == 5 and value.shape[2] == num_frames:
+        return value.index_select(2, frames.to(value.device))
+    return value
+
+
+def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None, **kwargs):
+    """APPLY_MODEL wrapper: on keyframe passes, run the model on keyframe frames only and scatter back."""
     to = transformer_options if transformer_options is not None else {}
     holder = to.get(KEY)
     run = holder.run if isinstance(holder, RhymeFlowHolder) else None
     if run is None:
-        return executor(x, timestep, context, clip_fea, time_dim_concat, to, **kwargs)
-    if time_dim_concat is not None or clip_fea is not None:
-        raise ValueError("RhymeFlow: image/time-concat conditioning is not supported by the Wan 2.1 T2V adapter")
-    dit = executor.class_obj
-    ph, pw = dit.patch_size[1:]
+        return executor(x, t, c_concat, c_crossattn, control, to, **kwargs)
+    adapter = holder.adapter
+    if control is not None:
+        raise ValueError("RhymeFlow: ControlNet inputs are not supported with keyframe-only passes; remove the ControlNet "
+                         "or sample this model with a standard sampler")
+    adapter.prepare_call(kwargs, run)
+    dit = executor.class_obj.diffusion_model
     run.dit = dit
     run.num_frames = x.shape[2]
-    run.tokens_per_frame = -(-x.shape[3] // ph) * -(-x.shape[4] // pw)
+    run.tokens_per_frame = adapter.tokens_per_frame(dit, x)
     if run.mode != "full" and (run.key_tok is None or run.key_tok.device != x.device):
         run.keyframes = run.keyframes.to(x.device)
         run.key_tok, run.other_tok = _token_rows(run.keyframes, run.num_frames, run.tokens_per_frame)
     _sync(x.device)
     t0 = time.perf_counter()
     if run.mode != "keyframe":
-        out = executor(x, timestep, context, clip_fea, time_dim_concat, to, **kwargs)
+        out = executor(x, t, c_concat, c_crossattn, control, to, **kwargs)
     else:
-        if timestep.ndim > 1:
-            raise ValueError("RhymeFlow: per-frame timesteps are not supported by the Wan 2.1 T2V adapter")
-        out_key = executor(x.index_select(2, run.keyframes), timestep, context, clip_fea, time_dim_concat, to, **kwargs)
+        keys, f = run.keyframes, run.num_frames
+        sub = {k: (_frames(v, keys, f) if k in adapter.frame_kwargs else v) for k, v in kwargs.items()}
+        out_key = executor(x.index_select(2, keys), t, _frames(c_concat, keys, f), c_crossattn, control, to, **sub)
         out = out_key.new_zeros(out_key.shape[0], out_key.shape[1], *x.shape[2:])
-        out.index_copy_(2, run.keyframes, out_key)
+        out.index_copy_(2, keys, out_key)
     _sync(x.device)
     run.calls[run.mode] += 1
     run.seconds[run.mode] += time.perf_counter() - t0
     return out
 
 
-def block_patch(args: dict, extra: dict) -> dict:
-    """``patches_replace["dit"][("double_block", i)]``: record context or run the keyframe-only block."""
-    to = args["transformer_options"]
-    holder = to.get(KEY)
-    run = holder.run if isinstance(holder, RhymeFlowHolder) else None
-    if run is None or run.mode == "full":
-        return extra["original_block"](args)
-    i = to["block_index"]
-    block = run.dit.blocks[i]
-    branches = to.get("cond_or_uncond", [0])
-    adapter = holder.adapter
-    x, e0, context = args["img"], args["vec"], args["txt"]
-    if run.mode == "record":
-        if i == 0:
-            run.freqs_key, run.freqs_other = args["pe"][:, run.key_tok], args["pe"][:, run.other_tok]
-        out, k, v = adapter.block_forward(block, x, e0, args["pe"], context, to)
-        if holder.config.context_mode == "kv":
-            run.cache.put(i, branches, (k[:, run.other_tok], v[:, run.other_tok]))
-        else:
-            run.cache.put(i, branches, (x[:, run.other_tok],))
-        return {"img": out}
-    if holder.config.context_mode == "kv":
-        k_ctx, v_ctx = run.cache.get(i, branches, x.device, x.dtype)
-    else:
-        (h,) = run.cache.get(i, branches, x.device, x.dtype)
-        k_ctx, v_ctx = adapter.kv_from_hidden(block, h, e0, run.freqs_other) if h.shape[1] else (h, h)
-    return {"img": adapter.keyframe_block_forward(block, x, e0, run.freqs_key, context, k_ctx, v_ctx, to)}
+class BlockPatch:
+    """``patches_replace["dit"][key]``: record context (sync passes) or run the keyframe-only block."""
+
+    def __init__(self, key: tuple[str, int]):
+        self.key = key
+
+    def __call__(self, args: dict, extra: dict) -> dict:
+        holder = args["transformer_options"].get(KEY)
+        run = holder.run if isinstance(holder, RhymeFlowHolder) else None
+        if run is None or run.mode == "full":
+            return extra["original_block"](args)
+        if run.mode == "record":
+            return holder.adapter.record_block(self.key, args, run)
+        return holder.adapter.keyframe_block(self.key, args, run)
 
 
-def install(transformer_options: dict, holder: RhymeFlowHolder, num_blocks: int) -> dict:
+def install(transformer_options: dict, holder: RhymeFlowHolder, keys: list[tuple[str, int]]) -> dict:
     """Return a copy of ``transformer_options`` with the patch installed (the test bed's equivalent of
     the node's ``clone()`` + ``add_wrapper_with_key`` + ``set_model_patch_replace``)."""
     to = dict(transformer_options)
     wrappers = {k: dict(v) for k, v in to.get("wrappers", {}).items()}
-    wrappers.setdefault("diffusion_model", {})[KEY] = [diffusion_model_wrapper]
+    wrappers.setdefault("apply_model", {})[KEY] = [apply_model_wrapper]
     to["wrappers"] = wrappers
     replace = {k: dict(v) for k, v in to.get("patches_replace", {}).items()}
     dit = replace.setdefault("dit", {})
-    for i in range(num_blocks):
-        dit[("double_block", i)] = block_patch
+    for key in keys:
+        dit[key] = BlockPatch(key)
     to["patches_replace"] = replace
     to[KEY] = holder
     return to

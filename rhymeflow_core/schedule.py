@@ -156,7 +156,14 @@ def build_step_map(num_frames: int, steps: int, cfg: ScheduleConfig, keyframes: 
 
 @dataclass(frozen=True)
 class ModelDims:
-    """The shapes that decide a DiT pass's cost. ``tokens_per_frame`` is after patchification."""
+    """The shapes that decide a DiT pass's cost. ``tokens_per_frame`` is after patchification.
+
+    ``text_in_sequence``: text tokens are part of the self-attention sequence (HunyuanVideo, Mochi: joint
+    attention, text rows computed in every pass) instead of entering through cross-attention (Wan, LTX).
+    ``text_dim`` / ``text_ffn_dim``: width and FFN width of the text stream when they differ from the
+    visual ones (Mochi's asymmetric blocks: text Q/K/V are projected from ``text_dim`` up to ``dim``,
+    the attention output back down); 0 means the same as ``dim`` / ``ffn_dim``.
+    """
 
     name: str
     layers: int
@@ -165,6 +172,9 @@ class ModelDims:
     tokens_per_frame: int
     frames: int
     text_tokens: int = 512
+    text_in_sequence: bool = False
+    text_dim: int = 0
+    text_ffn_dim: int = 0
 
 
 def pass_flops(d: ModelDims, active_frames: int, batch: int = 1, kv_cached: bool = False) -> float:
@@ -176,10 +186,16 @@ def pass_flops(d: ModelDims, active_frames: int, batch: int = 1, kv_cached: bool
     ``active_frames == d.frames`` is the dense pass. Patch embedding, the head and element-wise ops
     are left out (well under 0.1% of a pass at real sizes).
     """
-    n, dim = d.tokens_per_frame, d.dim
+    n, dim, t = d.tokens_per_frame, d.dim, d.text_tokens
     s, sa = d.frames * n, active_frames * n
+    if d.text_in_sequence:
+        text_dim, text_ffn = d.text_dim or dim, d.text_ffn_dim or d.ffn_dim
+        visual = 2 * sa * dim**2 + 2 * (sa if kv_cached else s) * dim**2 + 2 * sa * dim * d.ffn_dim
+        text = 4 * t * dim * text_dim + 2 * t * text_dim * text_ffn  # Q/K/V/O between text_dim and dim; text FFN
+        joint = visual + text + 2 * (sa + t) * (s + t) * dim
+        return 2.0 * d.layers * batch * joint
     self_attn = 2 * sa * dim**2 + 2 * (sa if kv_cached else s) * dim**2 + 2 * sa * s * dim
-    cross_attn = 2 * sa * dim**2 + 2 * d.text_tokens * dim**2 + 2 * sa * d.text_tokens * dim
+    cross_attn = 2 * sa * dim**2 + 2 * t * dim**2 + 2 * sa * t * dim
     ffn = 2 * sa * dim * d.ffn_dim
     return 2.0 * d.layers * batch * (self_attn + cross_attn + ffn)
 

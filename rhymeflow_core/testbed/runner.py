@@ -42,8 +42,9 @@ def patched_call(model: WanModel, job: Job, config: PatchConfig | None = None, t
     to = dict(transformer_options or {})
     holder = None
     if config is not None:
-        holder = RhymeFlowHolder(config, WanAdapter(attention, apply_rope))
-        to = install(to, holder, len(model.blocks))
+        adapter = WanAdapter(attention, apply_rope)
+        holder = RhymeFlowHolder(config, adapter)
+        to = install(to, holder, adapter.block_keys(model))
     return TestbedDenoiser(model, job.cls, job.cfg, job.batch_cfg), {"model_options": {"transformer_options": to}, "seed": job.seed}, holder
 
 

@@ -110,7 +110,7 @@ def test_patch_clones_and_never_mutates_the_input(pack, wan):
     assert isinstance(holder, pack.patch.RhymeFlowHolder)
     to = m.model_options["transformer_options"]
     assert set(to["patches_replace"]["dit"]) == {("double_block", i) for i in range(len(wan.model.diffusion_model.blocks))}
-    assert "rhymeflow" in m.wrappers["outer_sample"] and "rhymeflow" in m.wrappers["diffusion_model"]
+    assert "rhymeflow" in m.wrappers["outer_sample"] and "rhymeflow" in m.wrappers["apply_model"]
     # sampling with the patched clone leaves the original untouched too
     _sample(pack, m, _rf_sampler(pack))
     assert _options_snapshot(wan) == before
@@ -131,7 +131,7 @@ def test_patch_refuses_other_model_families(pack, comfyui):
     with pytest.raises(ValueError) as exc:
         _patched(pack, fake)
     msg = str(exc.value)
-    assert "RhymeFlow Projection Patch" in msg and "'model'" in msg and "Linear" in msg and "wan2.1-t2v" in msg
+    assert "RhymeFlow Projection Patch" in msg and "'model'" in msg and "Linear" in msg and "Wan 2.1 T2V" in msg
 
 
 def test_patch_rejects_bad_options(pack, wan):
