@@ -33,6 +33,7 @@ import torch  # noqa: E402
 
 from rhymeflow_core.asymrnr import AsymRnRState, ReductionSchedule, install as install_asymrnr  # noqa: E402
 from rhymeflow_core.flops import count_flops  # noqa: E402
+from rhymeflow_core.flow import simple_sigmas  # noqa: E402
 from rhymeflow_core.memory import peak_memory  # noqa: E402
 from rhymeflow_core.keyframes import KeyframePlan  # noqa: E402
 from rhymeflow_core.metrics import psnr_per_frame, ssim_per_frame  # noqa: E402
@@ -42,7 +43,7 @@ from rhymeflow_core.sampler import sample_dense, sample_rhymeflow  # noqa: E402
 from rhymeflow_core.schedule import WAN_DIMS, ModelDims, attention_share, build_step_map, flop_ideal_speedup  # noqa: E402
 from rhymeflow_core.testbed import pseudo_vae  # noqa: E402
 from rhymeflow_core.testbed.conditioning import TEXT_TOKENS  # noqa: E402
-from rhymeflow_core.testbed.model_io import DEFAULT_DIR, load_model  # noqa: E402
+from rhymeflow_core.testbed.model_io import DEFAULT_DIR, TRAIN_SHIFT, load_model  # noqa: E402
 from rhymeflow_core.testbed.runner import LATENT_SIZE, Job, run_sampler  # noqa: E402
 from rhymeflow_core.testbed.videos import CLASSES  # noqa: E402
 
@@ -68,7 +69,7 @@ def dense(steps: int, name: str | None = None) -> Method:
 
 def rhymeflow(steps: int, preset: str, budget: int, context: str = "kv", projection: str = "linear",
               solver: str = "euler", dims: ModelDims | None = None, asymrnr: ReductionSchedule | None = None) -> Method:
-    schedule = preset_schedule(preset, steps)
+    schedule = preset_schedule(preset, simple_sigmas(steps, TRAIN_SHIFT))
     plan = KeyframePlan(budget=budget)
     config = PatchConfig(context_mode=context)
     label = f"rhymeflow {preset} (Tw{schedule.warmup} {schedule.n_small}-{schedule.n_large} M{budget}) {context}"
@@ -186,7 +187,7 @@ def analytic_wan_table(budget: int) -> list[dict]:
     rows = []
     for steps in (30, 50):
         for preset in ("paper", "balanced", "fast"):
-            sched = preset_schedule(preset, steps)
+            sched = preset_schedule(preset, simple_sigmas(steps, TRAIN_SHIFT))
             smap = build_step_map(21, steps, sched, [round(i * 20 / (budget - 1)) for i in range(budget)])
             row = {"steps": steps, "preset": f"{preset} (Tw{sched.warmup} {sched.n_small}-{sched.n_large} M{budget})",
                    "full/key": f"{smap.full_passes()}/{smap.keyframe_passes()}"}

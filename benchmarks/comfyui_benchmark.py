@@ -129,6 +129,7 @@ def set_up_comfyui():
         tb = importlib.import_module(f"{PACK}.nodes.testbed_nodes")
         metrics = importlib.import_module(f"{PACK}.rhymeflow_core.metrics")
         presets = importlib.import_module(f"{PACK}.rhymeflow_core.presets")
+        flow = importlib.import_module(f"{PACK}.rhymeflow_core.flow")
         classes = importlib.import_module(f"{PACK}.rhymeflow_core.testbed.videos").CLASSES
 
     return Pack
@@ -229,7 +230,7 @@ class Bench:
                                     force_last=True).args[0]
         sampler = pack.sampler_node.execute(keyframes=plan, preset=preset, warmup=5, n_small=2, n_large=3,
                                             keyframe_solver="euler", projection="linear").args[0]
-        sched = pack.presets.preset_schedule(preset, a.steps)
+        sched = pack.presets.preset_schedule(preset, pack.flow.simple_sigmas(a.steps, SHIFT))
         holder = pack.glue.holder_of(patched)
 
         def after(_lines):

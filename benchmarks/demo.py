@@ -17,13 +17,14 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from rhymeflow_core.flow import simple_sigmas  # noqa: E402
 from rhymeflow_core.keyframes import KeyframePlan  # noqa: E402
 from rhymeflow_core.metrics import fidelity  # noqa: E402
 from rhymeflow_core.patch import PatchConfig  # noqa: E402
 from rhymeflow_core.presets import PRESETS, preset_schedule  # noqa: E402
 from rhymeflow_core.sampler import sample_dense, sample_rhymeflow  # noqa: E402
 from rhymeflow_core.testbed import pseudo_vae  # noqa: E402
-from rhymeflow_core.testbed.model_io import DEFAULT_DIR, load_model  # noqa: E402
+from rhymeflow_core.testbed.model_io import DEFAULT_DIR, TRAIN_SHIFT, load_model  # noqa: E402
 from rhymeflow_core.testbed.runner import Job, run_sampler  # noqa: E402
 from rhymeflow_core.testbed.videos import CLASSES  # noqa: E402
 
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     model = load_model(args.weights)
-    schedule = preset_schedule(args.preset, args.steps)
+    schedule = preset_schedule(args.preset, simple_sigmas(args.steps, TRAIN_SHIFT))
     plan = KeyframePlan(budget=args.budget)
     rows, gif_rows, grid_rows = [], [], []
     for cls in args.class_ids:

@@ -16,7 +16,7 @@ from ..rhymeflow_core import adapters
 from ..rhymeflow_core.keyframes import KeyframePlan
 from ..rhymeflow_core.patch import KEY, BlockPatch, PatchConfig, RhymeFlowHolder, apply_model_wrapper
 from ..rhymeflow_core.sampler import sample_rhymeflow
-from ..rhymeflow_core.schedule import ROLE_SKIP, ModelDims, ScheduleConfig, flop_ideal_from_counts
+from ..rhymeflow_core.schedule import ROLE_SKIP, ModelDims, ScheduleConfig, flop_ideal_from_counts, pass_flops
 
 log = logging.getLogger("rhymeflow")
 
@@ -72,12 +72,13 @@ def holder_of(model) -> RhymeFlowHolder | None:
 
 # ------------------------------------------------------------------------------------------ sampler
 
-def resolve_schedule(preset: str, steps: int, warmup: int, n_small: int, n_large: int) -> ScheduleConfig:
-    """The schedule for this run: a named preset scaled to ``steps``, or the custom numbers."""
+def resolve_schedule(preset: str, sigmas, warmup: int, n_small: int, n_large: int, family: str = "wan") -> ScheduleConfig:
+    """The schedule for this run: a named preset resolved on the run's ``sigmas``, or the custom numbers."""
+    steps = len(sigmas) - 1
     if preset != "custom":
-        return presets.preset_schedule(preset, steps)
-    if steps < presets.MIN_STEPS:
-        presets.preset_schedule("paper", steps)  # raises the few-steps error
+        return presets.preset_schedule(preset, sigmas, family)
+    if steps < presets.MIN_STEPS and float(sigmas[0]) >= presets.TOP_SIGMA:
+        presets.preset_schedule("paper", sigmas, family)  # raises the few-steps error
     cfg = ScheduleConfig(warmup=int(warmup), n_small=int(n_small), n_large=int(n_large))
     try:
         cfg.validate(steps)
@@ -97,7 +98,9 @@ def sample_rhymeflow_node(model, x, sigmas, extra_args=None, callback=None, disa
                          "combined with RhymeFlow's keyframe-only passes; remove it from this model, or use it with a standard "
                          "sampler (the Projection Patch leaves other samplers unchanged)")
     steps = len(sigmas) - 1
-    schedule = resolve_schedule(preset, steps, warmup, n_small, n_large)
+    holder = extra_args.get("model_options", {}).get("transformer_options", {}).get(KEY)
+    family = holder.adapter.family if isinstance(holder, RhymeFlowHolder) else "wan"
+    schedule = resolve_schedule(preset, sigmas, warmup, n_small, n_large, family)
     if x.ndim == 5 and x.shape[2] >= 3:
         try:
             plan.validate(x.shape[2])
@@ -109,7 +112,8 @@ def sample_rhymeflow_node(model, x, sigmas, extra_args=None, callback=None, disa
     stats = dict(holder.last_stats or {})
     stats.update(node=node_id, frames=int(x.shape[2]), steps=steps, preset=preset, schedule=schedule.to_dict(),
                  keyframe_solver=keyframe_solver, projection=projection, strategy=plan.strategy,
-                 text_tokens=_text_tokens(model))
+                 text_tokens=_text_tokens(model), family=family, sigma_start=round(float(sigmas[0]), 4),
+                 sigma_end=round(float(sigmas[-1]), 4))
     holder.last_stats = stats
     send_stats(node_id, stats)
     return out
@@ -154,6 +158,47 @@ def flop_speedup(stats: dict, dims: ModelDims) -> float:
                                   kv_cached=stats.get("context_mode") == "kv")
 
 
+def join_expert_stats(first: dict, second: dict, dims: tuple[ModelDims, ModelDims] | None) -> dict:
+    """One step map over both experts of a Wan 2.2 A14B run (two samplers, one after the other).
+
+    Each expert's sampler is its own RhymeFlow run with a clean sync at the switch: the experts' weights
+    differ, so one expert's cached keys/values mean nothing to the other, and the first run ends with every
+    frame at the switch sigma. ``segments`` tells the widget where the switch is; FLOP and time figures are
+    summed over both runs, each with its own keyframes.
+    """
+    if len(first["roles"]) != len(second["roles"]):
+        raise ValueError(f"{STATS_NODE}: the two experts' runs have {len(first['roles'])} and {len(second['roles'])} latent frames; "
+                         "connect the two models of one Wan 2.2 A14B generation (high-noise first)")
+    if first.get("sigma_end") is not None and second.get("sigma_start") is not None and \
+            abs(first["sigma_end"] - second["sigma_start"]) > 1e-3:
+        raise ValueError(f"{STATS_NODE}: input 'model' ended at sigma {first['sigma_end']} but 'second_model' started at "
+                         f"{second['sigma_start']}; connect the high-noise expert to 'model' and the low-noise one to 'second_model'")
+    parts = (first, second)
+    steps = [len(p["roles"][0]) for p in parts]
+    dit = [max(p["dit_seconds"], 1e-9) for p in parts]
+    out = dict(first)
+    out.update(
+        roles=[a + b for a, b in zip(first["roles"], second["roles"])],
+        keyframes=sorted(set(first["keyframes"]) | set(second["keyframes"])),
+        full_passes=first["full_passes"] + second["full_passes"],
+        keyframe_passes=first["keyframe_passes"] + second["keyframe_passes"],
+        dit_seconds=round(sum(dit), 3),
+        sampler_seconds=round(first["sampler_seconds"] + second["sampler_seconds"], 3),
+        estimated_speedup=round(sum(p["estimated_speedup"] * d for p, d in zip(parts, dit)) / sum(dit), 3),
+        cache_bytes=max(first["cache_bytes"], second["cache_bytes"]),
+        steps=sum(steps), sigma_end=second.get("sigma_end"),
+        segments=[{"label": label, "start": start, "steps": n, "keyframes": p["keyframes"]}
+                  for label, start, n, p in zip(("high-noise expert", "low-noise expert"), (0, steps[0]), steps, parts)],
+    )
+    if dims is not None:
+        kv = [p.get("context_mode") == "kv" for p in parts]
+        dense = sum((p["full_passes"] + p["keyframe_passes"]) * pass_flops(d, d.frames) for p, d in zip(parts, dims))
+        ours = sum(p["full_passes"] * pass_flops(d, d.frames) + p["keyframe_passes"] * pass_flops(d, len(p["keyframes"]), kv_cached=k)
+                   for p, d, k in zip(parts, dims, kv))
+        out["flop_speedup"] = round(dense / ours, 3)
+    return out
+
+
 def _bytes(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -175,7 +220,8 @@ def summary_text(stats: dict) -> str:
     lines = [
         f"RhymeFlow: {frames} latent frames x {steps} steps; {computed} of {frames * steps} frame-steps computed "
         f"({100 * computed / max(frames * steps, 1):.0f}%), the rest projected",
-        f"keyframes ({len(keys)}): {key_scores}",
+        f"keyframes ({len(keys)}): {key_scores}" if not stats.get("segments") else
+        "keyframes: " + "; ".join(f"{s['label']} {s['keyframes']}" for s in stats["segments"]),
         f"full passes: {stats['full_passes']} (warm-up {stats['warmup']}), keyframe-only passes: {stats['keyframe_passes']}",
         f"FLOP-ideal speed-up: {_x(stats.get('flop_speedup'))}; estimated measured speed-up: {_x(stats['estimated_speedup'])}",
         f"DiT time {stats['dit_seconds']:.2f} s of {stats['sampler_seconds']:.2f} s sampling; context cache {_bytes(stats['cache_bytes'])}",

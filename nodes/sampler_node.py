@@ -17,13 +17,14 @@ class RhymeFlowAsyncSampler(io.ComfyNode):
             category=CATEGORY,
             description="Asynchronous denoising: warm-up steps on every frame, then keyframes step every step while the "
                         "other frames skip between rhythmic sync points. Needs a MODEL patched by RhymeFlow Projection "
-                        f"Patch, a flow model (Wan 2.1 T2V) and at least {MIN_STEPS} steps.",
+                        f"Patch (a flow model) and at least {MIN_STEPS} steps from noise. Wan 2.2 A14B: one of these per expert "
+                        "(SplitSigmas); the low-noise run starts with one sync pass and RhymeFlow Stats joins both step maps.",
             inputs=[
                 Keyframes.Input("keyframes", tooltip="From RhymeFlow Keyframes."),
                 io.Combo.Input("preset", options=list(PRESETS), default="paper",
-                               tooltip="paper: warm-up 16% of the steps, strides 2-3 (the paper's setting); balanced: strides 2-4; "
-                                       "fast: warm-up 12%, strides 3-5; custom: the warmup/n_small/n_large inputs below. "
-                                       "Presets are resolved from the number of sigmas at run time."),
+                               tooltip="paper: warm up while sigma >= 0.945 (the paper's 8 of 50 steps at shift 3), strides 2-3; "
+                                       "balanced: strides 2-4; fast: warm up while sigma >= 0.96, strides 3-5; custom: the "
+                                       "warmup/n_small/n_large inputs below. Presets are resolved on the run's sigmas."),
                 io.Int.Input("warmup", default=5, min=1, max=1000, extra_dict=ADVANCED,
                              tooltip="preset=custom only: full steps on every frame before keyframes are chosen."),
                 io.Int.Input("n_small", default=2, min=1, max=100, extra_dict=ADVANCED,

@@ -19,7 +19,10 @@ class RhymeFlowStats(io.ComfyNode):
             is_output_node=True,
             inputs=[
                 io.Model.Input("model", tooltip="The MODEL that went into the guider (output of RhymeFlow Projection Patch)."),
-                io.Latent.Input("latent", tooltip="The sampler's output; it orders execution after sampling and passes through."),
+                io.Latent.Input("latent", tooltip="The (last) sampler's output; it orders execution after sampling and passes through."),
+                io.Model.Input("second_model", optional=True,
+                               tooltip="Wan 2.2 A14B: the low-noise expert's patched MODEL (its sampler runs second); the step "
+                                       "map then spans both experts with the switch marked. Leave empty for one-model runs."),
             ],
             outputs=[
                 io.Latent.Output(display_name="latent", tooltip="The input latent, unchanged."),
@@ -28,19 +31,17 @@ class RhymeFlowStats(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, latent) -> io.NodeOutput:
-        holder = glue.holder_of(model)
-        if holder is None:
-            raise ValueError(f"{NODE}: input 'model' has no RhymeFlow patch; connect the output of RhymeFlow Projection Patch "
-                             "(the MODEL that feeds the guider)")
-        if not holder.last_stats:
-            raise ValueError(f"{NODE}: input 'model' has not been sampled with RhymeFlow Async Sampler yet; connect the same "
-                             "MODEL that feeds the guider of the RhymeFlow run, and its LATENT output")
-        stats = dict(holder.last_stats)
+    def execute(cls, model, latent, second_model=None) -> io.NodeOutput:
+        stats = _last_stats(model, "model")
         samples = latent["samples"]
-        if samples.ndim == 5:
-            dims = glue.model_dims(model, samples, stats.get("text_tokens"))
+        dims = glue.model_dims(model, samples, stats.get("text_tokens")) if samples.ndim == 5 else None
+        if second_model is not None:
+            second = _last_stats(second_model, "second_model")
+            dims2 = glue.model_dims(second_model, samples, second.get("text_tokens")) if dims is not None else None
+            stats = glue.join_expert_stats(stats, second, (dims, dims2) if dims is not None else None)
+        elif dims is not None:
             stats["flop_speedup"] = round(glue.flop_speedup(stats, dims), 3)
+        if dims is not None:
             stats["flop_dims"] = {"layers": dims.layers, "dim": dims.dim, "ffn_dim": dims.ffn_dim,
                                   "tokens_per_frame": dims.tokens_per_frame, "frames": dims.frames, "text_tokens": dims.text_tokens}
         else:
@@ -48,3 +49,14 @@ class RhymeFlowStats(io.ComfyNode):
         summary = glue.summary_text(stats)
         stats["summary"] = summary
         return io.NodeOutput(latent, summary, ui={"rhymeflow_stats": [stats]})
+
+
+def _last_stats(model, name: str) -> dict:
+    holder = glue.holder_of(model)
+    if holder is None:
+        raise ValueError(f"{NODE}: input '{name}' has no RhymeFlow patch; connect the output of RhymeFlow Projection Patch "
+                         "(the MODEL that feeds the guider)")
+    if not holder.last_stats:
+        raise ValueError(f"{NODE}: input '{name}' has not been sampled with RhymeFlow Async Sampler yet; connect the same "
+                         "MODEL that feeds the guider of the RhymeFlow run, and that run's LATENT output")
+    return dict(holder.last_stats)

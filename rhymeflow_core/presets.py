@@ -1,36 +1,52 @@
-"""Schedule presets per model family and step count.
+"""Schedule presets: warm-up as a noise level, strides as step counts, one table row per model family.
 
-Why per step count: the paper's Tw=8 / strides 2-3 were tuned at 50 steps. Warm-up is a share of the
-run (the layout forms in the first ~16% of steps whatever their number), so presets scale it; strides
-stay absolute because they count skipped steps, and fewer steps mean each one moves further.
+Why a noise level: the video's layout forms while the latent is mostly noise, whatever the step count,
+the scheduler's shift or how the run is split between models. So a preset ends warm-up at the first
+step whose sigma falls below ``sigma_warm``; that is the paper's Tw=8 of 50 steps on Wan's default
+shift 3 (and Tw=5 of 30) and it carries over to other step counts and shifts (HunyuanVideo's shift 7
+warms up longer in steps, automatically), to Mochi's linear-quadratic schedule, and to Wan 2.2 A14B,
+whose low-noise expert starts below every threshold and so needs only one full pass (its sync).
+Strides stay absolute because they count skipped steps, and fewer steps mean each one moves further.
+
+Family rows are the same numbers today: no family but the test bed's Wan could be measured here (no
+weights, no GPU), and a guess per family would look tuned without being so. The rows exist so that a
+measured value has an obvious home; ``docs/design.md`` says how to measure one.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 from .schedule import ScheduleConfig
 
-FAMILIES = ("wan2.1",)
 PRESETS = ("paper", "balanced", "fast", "custom")
-MIN_STEPS = 10
+MIN_STEPS = 10  # a run that starts from pure noise needs this many steps for skipping to pay off
+MIN_SKIPPABLE = 4  # steps after warm-up; below this there is nothing to skip
+TOP_SIGMA = 0.99  # a run starting at or above this sigma starts from noise (else: a later segment, e.g. a second expert)
 
-# name -> (warm-up share of steps, n_small, n_large); "paper" = Tw 8/50, strides 2-3 (Sec. 4.1)
-_TABLE = {
-    "wan2.1": {
-        "paper": (0.16, 2, 3),
-        "balanced": (0.16, 2, 4),
-        "fast": (0.12, 3, 5),
-    },
-}
+# name -> (sigma_warm, n_small, n_large). paper: Tw 8/50 at shift 3, strides 2-3 (Sec. 4.1); balanced: strides
+# 2-4; fast: warm-up ends one step earlier at 30-50 steps (Tw 4/30, 6/50), strides 3-5 (the authors' code default).
+_WAN = {"paper": (0.945, 2, 3), "balanced": (0.945, 2, 4), "fast": (0.96, 3, 5)}
+TABLE = {"wan": _WAN, "hunyuan_video": _WAN, "ltxv": _WAN, "mochi": _WAN}
 
 
-def preset_schedule(preset: str, steps: int, family: str = "wan2.1") -> ScheduleConfig:
-    """The ``ScheduleConfig`` of a named preset at ``steps`` steps; raises on too-few steps."""
-    if family not in FAMILIES:
-        raise ValueError(f"RhymeFlow Async Sampler: model family {family!r} has no presets; supported: {', '.join(FAMILIES)}")
-    table = _TABLE[family]
+def preset_schedule(preset: str, sigmas: Sequence[float], family: str = "wan") -> ScheduleConfig:
+    """The ``ScheduleConfig`` of a named preset for this run's ``sigmas``; raises on too-few steps."""
+    if family not in TABLE:
+        raise ValueError(f"RhymeFlow Async Sampler: model family {family!r} has no presets; supported: {', '.join(TABLE)}")
+    table = TABLE[family]
     if preset not in table:
         raise ValueError(f"RhymeFlow Async Sampler: preset={preset!r}; accepted: {', '.join(table)} (or custom)")
-    if steps < MIN_STEPS:
+    sig = [float(s) for s in sigmas]
+    steps = len(sig) - 1
+    from_noise = sig[0] >= TOP_SIGMA
+    if from_noise and steps < MIN_STEPS:
         raise ValueError(f"RhymeFlow Async Sampler: {steps} steps is too few for skipping to pay off (few-step distilled runs "
                          f"have nothing to skip); use at least {MIN_STEPS} steps or sample without RhymeFlow")
-    share, n_small, n_large = table[preset]
-    return ScheduleConfig(warmup=max(2, round(share * steps)), n_small=n_small, n_large=n_large)
+    sigma_warm, n_small, n_large = table[preset]
+    warm = sum(s >= sigma_warm for s in sig[:-1])
+    warmup = max(2 if from_noise else 1, warm)
+    if steps - warmup < MIN_SKIPPABLE:
+        raise ValueError(f"RhymeFlow Async Sampler: preset {preset!r} warms up for {warmup} of these {steps} steps (every step "
+                         f"with sigma >= {sigma_warm}), leaving {steps - warmup}; at least {MIN_SKIPPABLE} are needed for "
+                         "skipping to pay off: use more steps, or a standard sampler for this segment")
+    return ScheduleConfig(warmup=warmup, n_small=n_small, n_large=n_large)

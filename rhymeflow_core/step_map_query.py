@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import torch
 
 from .keyframes import STRATEGIES, KeyframePlan, parse_frame_list, select_keyframes
+from .flow import simple_sigmas
 from .presets import MIN_STEPS, PRESETS, preset_schedule
 from .schedule import WAN_DIMS, ScheduleConfig, build_step_map, flop_ideal_speedup
 
@@ -30,6 +31,7 @@ MAX_FRAMES = 512
 MAX_STEPS = 1000
 DEFAULT_FRAMES = 21
 DEFAULT_STEPS = 30
+DEFAULT_SHIFT = 3.0  # the shift the plan assumes for the simple scheduler (the test bed's; Wan 480p)
 FLOP_MODEL = "wan2.1-1.3b-480p"
 
 # Uniform placement is what the plan shows for strategies that choose frames only after warm-up.
@@ -88,7 +90,10 @@ def _choice(query: Mapping[str, Any], name: str, default: str, accepted: tuple[s
 
 
 def schedule_from_query(query: Mapping[str, Any], steps: int) -> tuple[str, ScheduleConfig]:
-    """The preset name and its ``ScheduleConfig``; ``custom`` reads ``warmup``/``n_small``/``n_large``."""
+    """The preset name and its ``ScheduleConfig``; ``custom`` reads ``warmup``/``n_small``/``n_large``.
+
+    Presets end warm-up at a noise level, so the plan needs sigmas: ComfyUI's ``simple`` scheduler at
+    ``shift`` (default 3.0); the sampler uses the run's real sigmas."""
     preset = _choice(query, "preset", "paper", PRESETS)
     if steps < MIN_STEPS:
         raise _QueryError(
@@ -103,7 +108,10 @@ def schedule_from_query(query: Mapping[str, Any], steps: int) -> tuple[str, Sche
             n_large=_int(query, "n_large", defaults.n_large, 0, MAX_STEPS),
         )
     else:
-        cfg = preset_schedule(preset, steps)
+        shift = _float(query, "shift", DEFAULT_SHIFT)
+        if not 0.1 <= shift <= 100:
+            raise _QueryError(f"shift={shift} must lie in 0.1..100")
+        cfg = preset_schedule(preset, simple_sigmas(steps, shift))
     cfg.validate(steps)
     return preset, cfg
 
@@ -151,7 +159,7 @@ def planned_step_map(query: Mapping[str, Any]) -> dict:
     """``build_step_map(...).to_dict()`` for the settings in ``query``, plus what the widget shows.
 
     ``query`` holds strings (URL parameters) or plain values: ``frames`` (latent frames, default 21),
-    ``steps`` (default 30), ``preset`` (paper/balanced/fast/custom; custom reads ``warmup``,
+    ``steps`` (default 30), ``shift`` (default 3.0), ``preset`` (paper/balanced/fast/custom; custom reads ``warmup``,
     ``n_small``, ``n_large``), ``strategy``, ``budget``, ``threshold``, ``manual`` ("0, 6, 12-14"),
     ``force_first``, ``force_last``.
 

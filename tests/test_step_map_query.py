@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from rhymeflow_core.keyframes import parse_frame_list
+from rhymeflow_core.flow import simple_sigmas
 from rhymeflow_core.presets import preset_schedule
 from rhymeflow_core.schedule import ROLE_LEGEND, WAN_DIMS, ScheduleConfig, build_step_map, flop_ideal_speedup
 from rhymeflow_core.step_map_query import planned_step_map
@@ -37,7 +38,7 @@ def _step_map_keys(d: dict) -> dict:
 def test_preset_and_uniform_plan_equals_build_step_map(preset, steps):
     out = planned_step_map({"preset": preset, "steps": str(steps), "frames": "21", "strategy": "uniform", "budget": "4"})
     assert out["error"] is None
-    expected = build_step_map(21, steps, preset_schedule(preset, steps), [0, 7, 13, 20]).to_dict()
+    expected = build_step_map(21, steps, preset_schedule(preset, simple_sigmas(steps, 3.0)), [0, 7, 13, 20]).to_dict()
     assert _step_map_keys(out) == expected
     assert set(expected) <= set(out)
     assert out["planned"] is True and out["keyframes_exact"] is True

@@ -303,3 +303,50 @@ def test_compare_node(pack):
     assert len(same["psnr_frames"]) == 4 and 25 < same["psnr_mean"] < 45
     with pytest.raises(ValueError, match=r"RhymeFlow Compare: inputs 'dense' \(4, 32, 32, 3\) and 'accelerated' \(3, 32, 32, 3\) differ"):
         pack.compare_node.execute(a, b[:3])
+
+
+# ----------------------------------------------------------------------------------------------- Wan 2.2 A14B experts
+
+def _tiny_wan(comfyui, path, seed: int):
+    from rhymeflow_core.testbed.wan_dit import WanConfig, WanModel
+
+    torch.manual_seed(seed)
+    ref = WanModel(WanConfig(dim=128, ffn_dim=256, num_layers=2)).eval()
+    save_file({k: v.detach().contiguous() for k, v in ref.state_dict().items()}, str(path))
+    return comfyui.sd.load_diffusion_model(str(path))
+
+
+def test_two_experts_sync_cleanly_at_the_switch_and_share_one_step_map(pack, wan, comfyui, tmp_path):
+    """Wan 2.2 A14B as ComfyUI runs it: the high-noise expert's sampler on sigmas >= 0.875, then the low-noise
+    expert's sampler from that latent without new noise (KSamplerAdvanced add_noise=disable / SplitSigmas)."""
+    import comfy.sample
+    import comfy.samplers
+
+    high, low = _patched(pack, wan), _patched(pack, _tiny_wan(comfyui, tmp_path / "low.safetensors", seed=1))
+    sigmas = comfy.samplers.calculate_sigmas(wan.get_model_object("model_sampling"), "simple", 24).cpu()
+    switch = int((sigmas >= 0.875).sum())
+    pos, neg = _conds(pack)
+    latent = torch.zeros(1, 16, 5, H, W)
+
+    def run(model, sig, start, noise):
+        guider = comfy.samplers.CFGGuider(model)
+        guider.set_conds(pos, neg)
+        guider.set_cfg(3.0)
+        return guider.sample(noise, start, _rf_sampler(pack), sig, disable_pbar=True, seed=0)
+
+    mid = run(high, sigmas[:switch + 1], latent, comfy.sample.prepare_noise(latent, 0))
+    out = run(low, sigmas[switch:], mid, torch.zeros_like(latent))
+    first, second = pack.glue.holder_of(high).last_stats, pack.glue.holder_of(low).last_stats
+    assert second["schedule"]["warmup"] == 1 < first["schedule"]["warmup"]  # the low-noise run starts with one sync
+    assert first["sigma_end"] == second["sigma_start"] == round(float(sigmas[switch]), 4)
+    assert all(r in (0, 1) for r in (row[0] for row in second["roles"]))  # its first step is a full pass on every frame
+
+    ui = pack.stats_node.execute(high, {"samples": out}, second_model=low).ui["rhymeflow_stats"][0]
+    assert len(ui["roles"]) == 5 and all(len(row) == 24 for row in ui["roles"])
+    assert [(s["start"], s["steps"]) for s in ui["segments"]] == [(0, switch), (switch, 24 - switch)]
+    assert ui["roles"][0][switch:] == second["roles"][0] and ui["roles"][0][:switch] == first["roles"][0]
+    assert ui["full_passes"] == first["full_passes"] + second["full_passes"] and ui["flop_speedup"] > 1.0
+    assert "high-noise expert" in ui["summary"] and "low-noise expert" in ui["summary"]
+
+    with pytest.raises(ValueError, match="ended at sigma .* but 'second_model' started at"):
+        pack.stats_node.execute(low, {"samples": out}, second_model=high)

@@ -382,6 +382,7 @@ def reference(checkpoint, testbed_prompt):
     """The core's test-bed results for the same job: (dense latent, RhymeFlow latent, RhymeFlow keyframes)."""
     from rhymeflow_core.keyframes import KeyframePlan
     from rhymeflow_core.patch import PatchConfig
+    from rhymeflow_core.flow import simple_sigmas
     from rhymeflow_core.presets import preset_schedule
     from rhymeflow_core.sampler import sample_dense, sample_rhymeflow
     from rhymeflow_core.testbed import model_io, runner
@@ -392,7 +393,7 @@ def reference(checkpoint, testbed_prompt):
     dense, _, _ = runner.run_sampler(sample_dense, model, job)
     sampler = testbed_prompt[_find(testbed_prompt, "RhymeFlowAsyncSampler")]["inputs"]  # the workflow's own settings
     rf, _, holder = runner.run_sampler(sample_rhymeflow, model, job, config=PatchConfig(), plan=KeyframePlan(),
-                                       schedule=preset_schedule(sampler["preset"], STEPS), projection=sampler["projection"],
+                                       schedule=preset_schedule(sampler["preset"], simple_sigmas(STEPS, 3.0)), projection=sampler["projection"],
                                        keyframe_solver=sampler["keyframe_solver"])
     return dense, rf, holder.last_stats["keyframes"]
 

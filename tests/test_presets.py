@@ -1,0 +1,45 @@
+"""Presets end warm-up at a noise level: the paper's settings come out at Wan's shift, and other shifts,
+step counts and expert splits get the warm-up their sigmas call for."""
+import pytest
+
+from rhymeflow_core.flow import simple_sigmas
+from rhymeflow_core.presets import MIN_SKIPPABLE, TABLE, preset_schedule
+
+
+@pytest.mark.parametrize("steps, preset, warmup", [(50, "paper", 8), (30, "paper", 5), (30, "fast", 4), (50, "fast", 6)])
+def test_paper_settings_at_wan_shift(steps, preset, warmup):
+    assert preset_schedule(preset, simple_sigmas(steps, 3.0)).warmup == warmup
+
+
+def test_larger_shift_warms_up_for_more_steps():
+    at3, at7 = (preset_schedule("paper", simple_sigmas(30, shift)).warmup for shift in (3.0, 7.0))
+    assert at7 > at3
+    sig = simple_sigmas(30, 7.0)
+    assert float(sig[at7 - 1]) >= 0.945 > float(sig[at7])  # warm-up is exactly the steps at or above the threshold
+
+
+def test_wan22_expert_split_high_noise_warms_up_low_noise_syncs_once():
+    sig = simple_sigmas(20, 8.0)
+    switch = int((sig >= 0.875).sum())  # Wan 2.2 T2V A14B boundary
+    high, low = sig[:switch + 1], sig[switch:]
+    assert preset_schedule("paper", high).warmup == int((high[:-1] >= 0.945).sum()) >= 2
+    assert preset_schedule("paper", low).warmup == 1  # a continuation: one full pass picks keyframes and syncs
+
+
+def test_too_few_steps_from_noise_is_refused():
+    with pytest.raises(ValueError, match="8 steps is too few.*at least 10"):
+        preset_schedule("paper", simple_sigmas(8, 3.0))
+
+
+def test_continuation_with_nothing_to_skip_is_refused():
+    sig = simple_sigmas(20, 3.0)[-4:]  # 3 low-noise steps
+    with pytest.raises(ValueError, match=f"at least {MIN_SKIPPABLE} are needed"):
+        preset_schedule("paper", sig)
+
+
+def test_every_family_has_every_preset_and_unknown_ones_are_refused():
+    for family, rows in TABLE.items():
+        assert set(rows) == {"paper", "balanced", "fast"}, family
+        preset_schedule("paper", simple_sigmas(30, 3.0), family)
+    with pytest.raises(ValueError, match="family 'flux' has no presets"):
+        preset_schedule("paper", simple_sigmas(30, 3.0), "flux")
