@@ -1,9 +1,10 @@
 // @ts-check
 /**
- * Pure logic of the RhymeFlow step-map widget: no DOM, no ComfyUI imports, so node's test runner can
- * load it (tests/web/step_map_logic.test.mjs). The schedule itself is never computed here: the planned
- * map comes from the Python core through GET /rhymeflow/step_map, the realised one from the sampler's
- * stats. This module only colours, lays out, hit-tests and edits frame lists.
+ * Pure logic of the RhymeFlow frontend (the step-map widget and the text shown on nodes): no DOM, no
+ * ComfyUI imports, so node's test runner can load it (tests/web/*.test.mjs). The schedule itself is never
+ * computed here: the planned map comes from the Python core through GET /rhymeflow/step_map, the realised
+ * one from the sampler's stats. This module only colours, lays out, hit-tests, edits frame lists and
+ * formats node text.
  *
  * ComfyUI imports every .js under web/ as an extension; importing this module has no side effects.
  */
@@ -355,4 +356,50 @@ export function roleCounts(roles) {
   const out = { 0: 0, 1: 0, 2: 0, 3: 0 };
   for (const row of roles) for (const c of row) out[c] = (out[c] ?? 0) + 1;
   return out;
+}
+
+/**
+ * The text a node returned as ``ui.text``, as shown on the node. ComfyUI sends a list with one entry per
+ * execution (several when the node runs over a list input); entries may be lists themselves, or absent.
+ * Entries are flattened and separated by a blank line, since each is a multi-line summary.
+ * @param {unknown} value
+ * @returns {string}
+ */
+export function outputText(value) {
+  /** @type {string[]} */
+  const parts = [];
+  /** @param {unknown} v */
+  const walk = (v) => {
+    if (Array.isArray(v)) v.forEach(walk);
+    else if (v !== undefined && v !== null && v !== "") parts.push(String(v));
+  };
+  walk(value);
+  return parts.join("\n\n");
+}
+
+/**
+ * Rows ``text`` takes in a box ``columns`` characters wide that wraps like a textarea: at spaces, and inside
+ * words longer than a row (sizes the node's text box before the browser lays it out).
+ * @param {string} text
+ * @param {number} columns
+ * @returns {number}
+ */
+export function wrappedRows(text, columns) {
+  const cols = Math.max(1, Math.floor(columns));
+  let rows = 0;
+  for (const line of text.split("\n")) {
+    rows += 1;
+    let used = 0;
+    for (const word of line.split(" ")) {
+      const need = used === 0 ? word.length : used + 1 + word.length;
+      if (need <= cols) {
+        used = need;
+        continue;
+      }
+      if (used > 0) rows += 1; // the word starts a new row
+      rows += Math.max(0, Math.ceil(word.length / cols) - 1);
+      used = word.length % cols || Math.min(word.length, cols);
+    }
+  }
+  return rows;
 }

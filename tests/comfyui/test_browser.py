@@ -5,8 +5,10 @@ What it checks, in headless Chromium against a real ComfyUI server with this pac
     workflow is loaded (the map comes from ``GET /rhymeflow/step_map``);
   * after queueing the workflow from the page, the widget shows the REALISED map, and the canvas pixels of
     each role colour are in the proportions of the run's own ``roles`` (from ``/history``);
-  * clicking a frame row writes the frame into the Keyframes node's ``manual`` text and sets "manual".
-A screenshot is left in ``out/browser/`` (or ``$RHYMEFLOW_ARTIFACTS/browser``).
+  * clicking a frame row writes the frame into the Keyframes node's ``manual`` text and sets "manual";
+  * queueing the RhymeFlow + AsymRnR workflow from the page shows the AsymRnR Stats node's ``ui.text`` on
+    that node (web/rhymeflow_text_output.js), equal to the text in ``/history``.
+Screenshots are left in ``out/browser/`` (or ``$RHYMEFLOW_ARTIFACTS/browser``).
 
 Skips cleanly without ComfyUI (``COMFYUI_PATH``, default /opt/comfyui), without Chromium
 (``CHROMIUM_PATH``, default /usr/bin/chromium; Debian: ``apt-get install -y chromium``), without the
@@ -34,9 +36,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 COMFYUI_ROOT = Path(os.environ.get("COMFYUI_PATH", "/opt/comfyui")).expanduser()
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 WORKFLOW = REPO_ROOT / "example_workflows" / "rhymeflow_testbed_try_it_now.json"
+COMBO_WORKFLOW = REPO_ROOT / "example_workflows" / "rhymeflow_testbed_asymrnr_combo.json"
 ARTIFACTS = Path(os.environ.get("RHYMEFLOW_ARTIFACTS", REPO_ROOT / "out")) / "browser"
 PACK_NAME = "rhymeflow"
 SAMPLER, KEYFRAMES, STATS = "RhymeFlowAsyncSampler", "RhymeFlowKeyframes", "RhymeFlowStats"
+ASYMRNR_STATS = "RhymeFlowAsymRnRStats"
+EXTENSIONS = ("RhymeFlow.StepMap", "rhymeflow.text_output")  # the names web/*.js register
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 START_TIMEOUT_S = 240
@@ -152,15 +157,38 @@ COUNT_PIXELS_JS = """
 """
 
 
-def _finished_run(url: str) -> dict:
-    """The history entry of the one queued prompt, once it has finished (the widget updates mid-prompt)."""
+def _finished_run(url: str, prompt_id: str) -> dict:
+    """The history entry of ``prompt_id`` once it has finished, successfully or not (widgets update mid-prompt;
+    the module's server keeps every test's prompts, so it is looked up by id)."""
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while time.monotonic() < deadline:
-        runs = [r for r in _get_json(f"{url}/history").values() if r.get("status", {}).get("status_str")]
-        if runs:
-            return runs[0]
+        run = _get_json(f"{url}/history/{prompt_id}").get(prompt_id)
+        if run and run.get("status", {}).get("status_str"):
+            return run
         time.sleep(1)
     pytest.fail(f"the queued workflow did not finish in {RUN_TIMEOUT_S}s")
+
+
+def _open_page(page, url: str) -> None:
+    """Open ComfyUI and wait until this pack's extensions are registered (fails naming the ones that are)."""
+    page.goto(url, wait_until="domcontentloaded", timeout=120_000)
+    try:
+        page.wait_for_function(
+            "(names) => names.every(n => window.comfyAPI?.app?.app?.extensions?.some(e => e.name === n))",
+            arg=list(EXTENSIONS), timeout=120_000,
+        )
+    except Exception as exc:  # noqa: BLE001 - playwright's TimeoutError; re-raised with context
+        loaded = page.evaluate("() => (window.comfyAPI?.app?.app?.extensions ?? []).map(e => e.name)")
+        pytest.fail(f"extensions {EXTENSIONS} not all registered ({exc.__class__.__name__}); registered: {loaded}")
+
+
+def _queue(page) -> str:
+    """Queue the page's graph as the Run button does (its client id gets the "executed" messages); the prompt id."""
+    with page.expect_response(lambda r: r.url.endswith("/prompt") and r.request.method == "POST") as queued:
+        page.evaluate("() => window.comfyAPI.app.app.queuePrompt(0)")
+    body = queued.value.json()
+    assert queued.value.ok and "prompt_id" in body, body
+    return body["prompt_id"]
 
 
 def _wait(page, selector: str, timeout_ms: int) -> None:
@@ -207,11 +235,7 @@ def test_step_map_widget_planned_realised_and_click(server):
         page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
         page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
         try:
-            page.goto(server, wait_until="domcontentloaded", timeout=120_000)
-            page.wait_for_function(
-                "() => window.comfyAPI?.app?.app?.extensions?.some(e => e.name === 'RhymeFlow.StepMap')",
-                timeout=120_000,
-            )
+            _open_page(page, server)
             _load_workflow(page, workflow, sampler_id, SAMPLER)
             # Bring the sampler into view so its DOM widget is laid out and drawn.
             page.evaluate(
@@ -226,7 +250,7 @@ def test_step_map_widget_planned_realised_and_click(server):
             assert planned["error"] == "", planned
             page.screenshot(path=str(ARTIFACTS / "planned.png"))
 
-            page.evaluate("() => window.comfyAPI.app.app.queuePrompt(0)")
+            prompt_id = _queue(page)
             _wait(page, f'{sel}[data-view="realised"]', RUN_TIMEOUT_S * 1000)
             # the Stats node's output (richer stats) may arrive just after the websocket event
             page.wait_for_timeout(1500)
@@ -241,7 +265,7 @@ def test_step_map_widget_planned_realised_and_click(server):
             page.eval_on_selector(sel, "c => c.toDataURL('image/png')")  # the canvas is readable (not tainted)
             counts = page.evaluate(COUNT_PIXELS_JS, [sel, {str(k): list(v) for k, v in ROLE_RGB.items()}])
 
-            run = _finished_run(server)
+            run = _finished_run(server, prompt_id)
             assert run["status"]["completed"], run["status"]
             stats = run["outputs"][str(stats_id)]["rhymeflow_stats"][0] if stats_id is not None else None
 
@@ -298,3 +322,102 @@ def _expand(text: str) -> list[int]:
     from rhymeflow_core.keyframes import parse_frame_list
 
     return parse_frame_list(text)
+
+
+RECORD_EXECUTED_JS = """() => {
+  window.__rhymeflowExecuted = [];
+  window.comfyAPI.api.api.addEventListener('executed', ({ detail }) => window.__rhymeflowExecuted.push(
+    { node: detail.node, display_node: detail.display_node, keys: Object.keys(detail.output ?? {}) }));
+}"""
+
+TEXT_STATE_JS = """(id) => {
+  const app = window.comfyAPI.app.app;
+  const node = app.graph.getNodeById(id);
+  const box = document.querySelector(`textarea.rhymeflow-text-output[data-node-id="${id}"]`);
+  return {
+    extensions: app.extensions.map(e => e.name).filter(n => n.toLowerCase().includes('rhymeflow')),
+    node: node ? { type: node.type, hasOnExecuted: typeof node.onExecuted === 'function', text: node.rhymeflowText ?? null }
+               : null,
+    graphIds: app.graph.nodes.map(n => String(n.id)),
+    executed: window.__rhymeflowExecuted,
+    box: box ? { value: box.value, readOnly: box.readOnly, font: getComputedStyle(box).fontFamily,
+                 scrollHeight: box.scrollHeight, clientHeight: box.clientHeight } : null,
+  };
+}"""
+
+# Where the box is and what the user sees at its centre (a dialog or another node may cover it).
+BOX_PLACE_JS = """(id) => {
+  const box = document.querySelector(`textarea.rhymeflow-text-output[data-node-id="${id}"]`);
+  if (!box) return null;
+  const r = box.getBoundingClientRect();
+  const top = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+  return { rect: [r.left, r.top, r.width, r.height], viewport: [innerWidth, innerHeight], onTop: top === box,
+           atCentre: top ? `${top.tagName}.${top.className}` : null };
+}"""
+BOX_SHOWN_JS = """(place) => !!place && place.onTop && place.rect[2] > 50 && place.rect[3] > 20 && place.rect[0] >= 0
+  && place.rect[1] >= 0 && place.rect[0] + place.rect[2] <= place.viewport[0] && place.rect[1] + place.rect[3] <= place.viewport[1]"""
+
+
+def test_asymrnr_stats_text_shows_on_the_node(server):
+    """AsymRnR Stats returns its summary as ``ui.text``; after a run queued from the page the node shows it."""
+    from playwright.sync_api import sync_playwright
+
+    if not COMBO_WORKFLOW.is_file():
+        pytest.skip(f"example workflow {COMBO_WORKFLOW.name} not found")
+    workflow = json.loads(COMBO_WORKFLOW.read_text())
+    stats_id = next(n["id"] for n in workflow["nodes"] if n["type"] == ASYMRNR_STATS)
+    console: list[str] = []
+    with sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+        try:
+            _open_page(page, server)
+            _load_workflow(page, workflow, stats_id, ASYMRNR_STATS)
+            page.keyboard.press("Escape")  # close the "missing nodes"/template dialogs the load may open
+            before = page.evaluate(TEXT_STATE_JS, stats_id)
+            assert before["node"]["hasOnExecuted"] and before["box"] is None, before  # the box waits for a run
+
+            page.evaluate(RECORD_EXECUTED_JS)
+            run = _finished_run(server, _queue(page))
+            assert run["status"]["completed"], run["status"]  # an error here would never reach the node
+            text = run["outputs"][str(stats_id)]["text"]
+            try:  # the "executed" message was sent before the run finished; the page may still be handling it
+                page.wait_for_function("(id) => window.comfyAPI.app.app.graph.getNodeById(id)?.rhymeflowText !== undefined",
+                                       arg=stats_id, timeout=30_000)
+            except Exception as exc:  # noqa: BLE001 - playwright's TimeoutError; re-raised with what the page saw
+                pytest.fail(f"the node never showed its text ({exc.__class__.__name__}); page state: "
+                            f"{page.evaluate(TEXT_STATE_JS, stats_id)}")
+
+            page.evaluate(
+                """(id) => { const app = window.comfyAPI.app.app; app.canvas.ds.scale = 1;
+                             app.canvas.centerOnNode(app.graph.getNodeById(id)); app.canvas.setDirty(true, true); }""",
+                stats_id,
+            )
+            page.keyboard.press("Escape")
+            try:  # DOM widgets follow the canvas on its next frame
+                page.wait_for_function(f"(id) => ({BOX_SHOWN_JS})(({BOX_PLACE_JS})(id))", arg=stats_id, timeout=10_000)
+            except Exception as exc:  # noqa: BLE001 - playwright's TimeoutError; re-raised with what is on screen
+                page.screenshot(path=str(ARTIFACTS / "asymrnr_text.png"))
+                pytest.fail(f"the text box is not fully on screen and on top ({exc.__class__.__name__}): "
+                            f"{page.evaluate(BOX_PLACE_JS, stats_id)}")
+            visible = page.locator(f'textarea.rhymeflow-text-output[data-node-id="{stats_id}"]').is_visible()
+            after = page.evaluate(TEXT_STATE_JS, stats_id)
+            saved = page.evaluate("() => JSON.stringify(window.comfyAPI.app.app.graph.serialize())")
+            api_inputs = page.evaluate(
+                "async (id) => Object.keys((await window.comfyAPI.app.app.graphToPrompt()).output[String(id)].inputs)", stats_id)
+            page.screenshot(path=str(ARTIFACTS / "asymrnr_text.png"))
+        finally:
+            (ARTIFACTS / "asymrnr_console.log").write_text("\n".join(console))
+            browser.close()
+
+    assert len(text) == 1 and "tokens kept: q " in text[0] and "FLOPs saved" in text[0], text
+    assert after["node"]["text"] == text[0], after
+    assert after["box"]["value"] == text[0] and after["box"]["readOnly"], after
+    assert "monospace" in after["box"]["font"], after
+    assert [sorted(e["keys"]) for e in after["executed"] if e["display_node"] == str(stats_id)] == [["asymrnr_stats", "text"]], after
+    assert visible, after
+    assert after["box"]["scrollHeight"] <= after["box"]["clientHeight"], after  # the node grew to fit the text
+    assert text[0] not in saved and sorted(api_inputs) == ["latent", "model"], api_inputs  # display only
+    assert not [m for m in console if m.startswith("pageerror")], console
