@@ -10,6 +10,7 @@ from rhymeflow_core.schedule import (
     ROLE_SYNC,
     ROLE_WARMUP,
     WAN_DIMS,
+    ModelDims,
     ScheduleConfig,
     attention_share,
     build_step_map,
@@ -162,3 +163,33 @@ def test_wan_dims():
     shares = {k: attention_share(d) for k, d in WAN_DIMS.items()}
     assert shares["wan2.1-1.3b-480p"] < shares["wan2.1-1.3b-720p"]
     assert shares["wan2.1-14b-720p"] < shares["wan2.1-1.3b-720p"]
+
+
+def test_joint_text_stream_defaults_to_the_visual_widths():
+    # Text in the attention sequence with the visual widths (HunyuanVideo-style double blocks): every text
+    # row costs what a visual row does; explicit equal widths change nothing.
+    d = ModelDims("joint", layers=2, dim=64, ffn_dim=256, tokens_per_frame=10, frames=5, text_tokens=7, text_in_sequence=True)
+    same = dataclasses.replace(d, text_dim=64, text_ffn_dim=256)
+    for active in (2, 5):
+        for kv_cached in (False, True):
+            rows, kv_rows = active * 10 + 7, (active * 10 if kv_cached else 50) + 7
+            macs = 2 * rows * 64**2 + 2 * kv_rows * 64**2 + 2 * rows * (50 + 7) * 64 + 2 * rows * 64 * 256
+            assert pass_flops(d, active, kv_cached=kv_cached) == pass_flops(same, active, kv_cached=kv_cached) == 2 * 2 * macs
+
+
+def test_asymmetric_text_stream_matches_a_hand_count_of_mochi_blocks():
+    # Mochi 1 at 480p, 163 frames: visual width 3072, text width 1536 (attention runs at 3072), SwiGLU
+    # hidden sizes 8192 / 4096; 28 latent frames of 30x53 tokens, 256 text tokens, 4 keyframes.
+    dx, dy, hx, hy, layers = 3072, 1536, 8192, 4096, 48
+    n, frames, keys, t = 30 * 53, 28, 4, 256
+    s, sa = n * frames, n * keys
+    visual_row = dx * 3 * dx + dx * dx + dx * 2 * hx + hx * dx  # qkv_x, proj_x, mlp_x.w1, mlp_x.w2
+    text_row = dy * 3 * dx + dx * dy + dy * 2 * hy + hy * dy  # qkv_y, proj_y, mlp_y.w1, mlp_y.w2
+    keyframe_macs = sa * visual_row + t * text_row + 2 * (sa + t) * (s + t) * dx  # scores + aggregation
+    d = ModelDims("mochi", layers=layers, dim=dx, ffn_dim=3 * hx // 2, tokens_per_frame=n, frames=frames, text_tokens=t,
+                  text_in_sequence=True, text_dim=dy, text_ffn_dim=3 * hy // 2)
+    assert pass_flops(d, keys, kv_cached=True) == pytest.approx(2 * layers * keyframe_macs, rel=1e-12)
+    other_kv = (s - sa) * 2 * dx * dx  # without the cache, K/V of the other frames' rows are projected again
+    assert pass_flops(d, keys) == pytest.approx(2 * layers * (keyframe_macs + other_kv), rel=1e-12)
+    dense_macs = s * visual_row + t * text_row + 2 * (s + t) ** 2 * dx
+    assert pass_flops(d, frames) == pytest.approx(2 * layers * dense_macs, rel=1e-12)

@@ -14,6 +14,8 @@ from .base import FamilyAdapter
 # diffusion-model class name -> adapter module (imported lazily: modules import ComfyUI functions)
 MODULES = {
     "WanModel": "wan",
+    "LTXVModel": "ltxv",
+    "AsymmDiTJoint": "mochi",
 }
 
 

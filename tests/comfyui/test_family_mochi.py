@@ -1,0 +1,115 @@
+"""Mochi adapter on ComfyUI's own AsymmDiTJoint at tiny random sizes.
+
+Why the model is not loaded with ``comfy.sd.load_diffusion_model_state_dict``: ComfyUI's Mochi detection
+(``model_detection.detect_unet_config``, keyed on ``t5_yproj.weight``) returns the fixed Mochi 1 config
+(48 blocks of width 3072) whatever the state dict's shapes, so a tiny state dict cannot load through it.
+The test runs that detection on the tiny state dict (it must pick ``supported_models.GenmoMochi``), keeps
+every key of the detected config but the sizes, and builds the model as the loader does after detection:
+``GenmoMochi(config).get_model(sd)`` plus ``load_model_weights``. Sizes keep Mochi 1's head dim (128);
+``hidden_size_x * mlp_ratio_x`` must be 12288 (ComfyUI's block asserts it), hence ``mlp_ratio_x`` 48.
+The text is padded past ``num_tokens``, as T5's 256-token output is, so the crop into joint attention is
+exercised; the text stream is narrower than the visual one, as in Mochi 1 (1536 vs 3072).
+"""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from .family_harness import Inputs, block_flops, check_adapter
+
+SIZES = dict(depth=2, num_heads=2, hidden_size_x=256, hidden_size_y=128, mlp_ratio_x=48.0, t5_feat_dim=64)
+FRAMES, H, W = 5, 4, 6  # latent; 2x2 patches -> 6 tokens per frame
+TEXT_LEN, VALID_TEXT = 8, 5
+KEYFRAMES = [0, 3]
+
+
+def _tiny_state_dict(comfyui, seed: int) -> dict:
+    import comfy.ldm.genmo.joint_model.asymm_models_joint as mochi
+    import comfy.ops
+
+    torch.manual_seed(seed)
+    dm = mochi.AsymmDiTJoint(operations=comfy.ops.disable_weight_init, patch_size=2, in_channels=12, learn_sigma=False,
+                             qk_norm=True, qkv_bias=False, out_bias=True, use_t5=True, timestep_scale=1000.0, **SIZES)
+    with torch.no_grad():
+        for p in dm.parameters():
+            p.copy_(torch.randn_like(p) * 0.2)
+    return {k: v.contiguous() for k, v in dm.state_dict().items()}
+
+
+def _load(comfyui, sd: dict):
+    """Detection on the tiny state dict, then the detected config with tiny sizes (module docstring)."""
+    import comfy.model_detection
+    import comfy.model_patcher
+
+    config = comfy.model_detection.model_config_from_unet(sd, "")
+    assert type(config).__name__ == "GenmoMochi", type(config).__name__
+    config.unet_config.update(SIZES)
+    config.set_inference_dtype(torch.float32, None)
+    model = config.get_model(sd)
+    model.load_model_weights(dict(sd), "")
+    loaded = model.diffusion_model.state_dict()
+    assert loaded.keys() == sd.keys() and all(torch.equal(loaded[k], v) for k, v in sd.items())
+    cpu = torch.device("cpu")
+    return comfy.model_patcher.ModelPatcher(model, load_device=cpu, offload_device=cpu)
+
+
+@pytest.fixture(scope="module")
+def patcher(comfyui):
+    return _load(comfyui, _tiny_state_dict(comfyui, 0))
+
+
+def _inputs(seed: int, batch: int = 1, branches: tuple[int, ...] = (0,)) -> Inputs:
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(batch, TEXT_LEN)
+    mask[:, :VALID_TEXT] = 1.0  # T5 padding after the valid tokens; ComfyUI's num_tokens is the valid count
+    kw = {"c_crossattn": torch.randn(batch, TEXT_LEN, SIZES["t5_feat_dim"], generator=g), "attention_mask": mask,
+          "num_tokens": VALID_TEXT}
+    x = torch.randn(batch, 12, FRAMES, H, W, generator=g)
+    return Inputs(x=x, sigma=torch.full((batch,), 0.7), kwargs=kw, text_tokens=TEXT_LEN, branches=branches)
+
+
+@pytest.fixture(scope="module")
+def pack(pack_import):
+    class Pack:
+        glue = pack_import("nodes.glue")
+        patch = pack_import("rhymeflow_core.patch")
+        schedule = pack_import("rhymeflow_core.schedule")
+
+    return Pack
+
+
+def test_mochi_t2v_padded_text(pack, patcher):
+    print(check_adapter(pack, patcher, _inputs(1), KEYFRAMES, context_modes=("kv",), text_rows=VALID_TEXT))
+
+
+def test_mochi_cfg_batch_in_reverse_branch_order(pack, patcher):
+    inputs = _inputs(2, batch=2, branches=(1, 0))
+    print(check_adapter(pack, patcher, inputs, KEYFRAMES, context_modes=("kv",), text_rows=VALID_TEXT))
+
+
+def test_mochi_dense_block_flops_match_the_flop_model(pack, patcher):
+    """The asymmetric text stream (text_dim, text_ffn_dim) is what makes the absolute count right; the
+    residue is per-sample modulation, the last block's text-only K/V and the padded text rows' attention."""
+    inputs = _inputs(3)
+    adapter = pack.glue.model_adapter(patcher)
+    dm = patcher.model.diffusion_model
+    measured = block_flops(patcher, inputs, adapter.block_keys(dm))
+    dims = adapter.model_dims(dm, inputs.x, inputs.text_tokens)
+    predicted = pack.schedule.pass_flops(dims, FRAMES)
+    print({"measured_dense_block_flops": measured, "model": predicted, "ratio": round(measured / predicted, 4)})
+    assert measured / predicted == pytest.approx(1.0, abs=0.01)
+
+
+def test_mochi_refuses_hidden_context_mode(pack, patcher):
+    with pytest.raises(ValueError, match="context_mode='hidden' is not implemented for mochi; accepted: kv"):
+        pack.glue.patch_model(patcher, pack.patch.PatchConfig(context_mode="hidden"))
+
+
+def test_mochi_refuses_a_dit_whose_blocks_were_replaced(pack, patcher):
+    adapter = pack.glue.model_adapter(patcher)
+    dm = copy.deepcopy(patcher.model.diffusion_model)
+    dm.blocks[1] = torch.nn.Identity()
+    with pytest.raises(ValueError, match="not a Mochi DiT with asymmetric joint blocks; supported: Mochi 1"):
+        adapter.check_model(dm)
