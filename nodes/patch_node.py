@@ -18,9 +18,10 @@ class RhymeFlowProjectionPatch(io.ComfyNode):
             category=CATEGORY,
             description="Lets RhymeFlow Async Sampler run keyframe-only passes: keyframe queries attend to every frame, "
                         "non-keyframe keys/values come from the last sync point. Without a RhymeFlow sampler the model runs "
-                        "unchanged. Supported: Wan 2.1 text-to-video.",
+                        "unchanged. Supported: Wan 2.1 / 2.2 (T2V, I2V, FLF2V, TI2V-5B, A14B experts), HunyuanVideo, "
+                        "LTX-Video and Mochi; anything else is refused with the list.",
             inputs=[
-                io.Model.Input("model", tooltip="A Wan 2.1 T2V model (after ModelSamplingSD3/LoRAs if you use them)."),
+                io.Model.Input("model", tooltip="A supported video DiT (after ModelSampling/LoRAs if you use them)."),
                 io.Combo.Input("context_mode", options=list(CONTEXT_MODES), default="kv",
                                tooltip="What the sync point stores for non-keyframes: kv = post-RoPE keys/values (fastest "
                                        "keyframe passes), hidden = block inputs, re-projected each step (the authors' choice)."),

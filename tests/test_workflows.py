@@ -34,6 +34,16 @@ CORE = {
     "SaveAnimatedWEBP": ({"images": "IMAGE"}, [], 5),
     "PreviewImage": ({"images": "IMAGE"}, [], 0),
     "EasyCache": ({"model": "MODEL"}, ["MODEL"], 4),
+    "DualCLIPLoader": ({}, ["CLIP"], (3, 4)),
+    "CheckpointLoaderSimple": ({}, ["MODEL", "CLIP", "VAE"], 1),
+    "FluxGuidance": ({"conditioning": "CONDITIONING"}, ["CONDITIONING"], 1),
+    "BasicGuider": ({"model": "MODEL", "conditioning": "CONDITIONING"}, ["GUIDER"], 0),
+    "LTXVConditioning": ({"positive": "CONDITIONING", "negative": "CONDITIONING"}, ["CONDITIONING", "CONDITIONING"], 1),
+    "LTXVScheduler": ({"latent": "LATENT"}, ["SIGMAS"], 5),
+    "EmptyLTXVLatentVideo": ({}, ["LATENT"], 4),
+    "EmptyMochiLatentVideo": ({}, ["LATENT"], 4),
+    "SplitSigmas": ({"sigmas": "SIGMAS"}, ["SIGMAS", "SIGMAS"], 1),
+    "DisableNoise": ({}, ["NOISE"], 0),
 }
 
 _IO_TYPES = {"Model": "MODEL", "Latent": "LATENT", "Sampler": "SAMPLER", "Conditioning": "CONDITIONING", "Image": "IMAGE",
@@ -112,12 +122,13 @@ def test_our_schemas_are_found():
             "RhymeFlowTestbedConditioning", "RhymeFlowTestbedEmptyLatent", "RhymeFlowTestbedDecode"} <= set(ours)
     assert all(k.startswith("RhymeFlow") for k in ours)
     assert ours["RhymeFlowAsyncSampler"] == ({"keyframes": "RHYMEFLOW_KEYFRAMES"}, ["SAMPLER"], 6)
-    assert ours["RhymeFlowStats"] == ({"model": "MODEL", "latent": "LATENT"}, ["LATENT", "STRING"], 0)
+    assert ours["RhymeFlowStats"] == ({"model": "MODEL", "latent": "LATENT", "second_model": "MODEL"}, ["LATENT", "STRING"], 0)
 
 
 def test_there_are_workflows():
     names = {p.name for p in WORKFLOWS}
-    assert {"rhymeflow_testbed_try_it_now.json", "rhymeflow_wan21_t2v_1.3b.json"} <= names
+    assert {"rhymeflow_testbed_try_it_now.json", "rhymeflow_wan21_t2v_1.3b.json", "rhymeflow_wan22_t2v_a14b_two_experts.json",
+            "rhymeflow_hunyuan_video_t2v.json", "rhymeflow_ltxv_t2v.json", "rhymeflow_mochi_t2v.json"} <= names
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)

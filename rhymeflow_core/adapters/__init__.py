@@ -14,6 +14,7 @@ from .base import FamilyAdapter
 # diffusion-model class name -> adapter module (imported lazily: modules import ComfyUI functions)
 MODULES = {
     "WanModel": "wan",
+    "HunyuanVideo": "hunyuan_video",
     "LTXVModel": "ltxv",
     "AsymmDiTJoint": "mochi",
 }

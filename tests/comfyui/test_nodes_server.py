@@ -35,7 +35,7 @@ OUR_NODES = ("RhymeFlowKeyframes", "RhymeFlowAsyncSampler", "RhymeFlowProjection
 FRAMES, STEPS, SEED, CLASS = 9, 20, 1234, "squares"
 START_TIMEOUT, RUN_TIMEOUT = 240, 240
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
-FILE_INPUTS = ("unet_name", "clip_name", "vae_name", "ckpt_name", "lora_name")  # combos listing model files
+FILE_INPUTS = ("unet_name", "clip_name", "clip_name1", "clip_name2", "vae_name", "ckpt_name", "lora_name")  # combos listing model files
 
 
 # ----------------------------------------------------------------------------------------------- server
