@@ -40,7 +40,7 @@ from rhymeflow_core.metrics import psnr_per_frame, ssim_per_frame  # noqa: E402
 from rhymeflow_core.patch import PatchConfig  # noqa: E402
 from rhymeflow_core.presets import preset_schedule  # noqa: E402
 from rhymeflow_core.sampler import sample_dense, sample_rhymeflow  # noqa: E402
-from rhymeflow_core.schedule import WAN_DIMS, ModelDims, attention_share, build_step_map, flop_ideal_speedup  # noqa: E402
+from rhymeflow_core.schedule import FAMILY_DIMS, WAN_DIMS, ModelDims, attention_share, build_step_map, flop_ideal_speedup  # noqa: E402
 from rhymeflow_core.testbed import pseudo_vae  # noqa: E402
 from rhymeflow_core.testbed.conditioning import TEXT_TOKENS  # noqa: E402
 from rhymeflow_core.testbed.model_io import DEFAULT_DIR, TRAIN_SHIFT, load_model  # noqa: E402
@@ -197,6 +197,31 @@ def analytic_wan_table(budget: int) -> list[dict]:
     return rows
 
 
+def analytic_family_table(budget: int, steps: int = 50) -> list[dict]:
+    """FLOP-ideal speed-ups at every supported family's real size: simple scheduler at the family's default
+    shift, presets resolved on those sigmas, ``budget`` uniform keyframes; ``kv`` context (hidden where implemented)."""
+    rows = []
+    for name, (dims, shift) in FAMILY_DIMS.items():
+        row = {"model": name, "frames x tokens": f"{dims.frames} x {dims.tokens_per_frame}", "shift": shift,
+               "attn share": f"{attention_share(dims):.0%}"}
+        for preset in ("paper", "fast"):
+            sched = preset_schedule(preset, simple_sigmas(steps, shift))
+            keys = [round(i * (dims.frames - 1) / (budget - 1)) for i in range(budget)]
+            smap = build_step_map(dims.frames, steps, sched, keys)
+            row[f"{preset} {steps} steps"] = (f"Tw{sched.warmup} {smap.full_passes()}/{smap.keyframe_passes()}: "
+                                              f"{flop_ideal_speedup(smap, dims, kv_cached=True):.2f}x")
+        rows.append(row)
+    return rows
+
+
+def print_rows(rows: list[dict]) -> None:
+    keys = list(rows[0])
+    widths = [max(len(k), *(len(str(r[k])) for r in rows)) for k in keys]
+    print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
+    for r in rows:
+        print("  ".join(str(r[k]).ljust(w) for k, w in zip(keys, widths)))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="RhymeFlow benchmark on the test bed (prints ratios measured side by side).")
     ap.add_argument("--steps", type=int, nargs="+", default=[30, 50], help="step counts to benchmark (each >= 10)")
@@ -209,7 +234,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--asymrnr", type=Path, default=ROOT / "rhymeflow_core" / "asymrnr" / "schedules" / "testbed_wan.json",
                     help="AsymRnR schedule for the AsymRnR rows")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "benchmark")
+    ap.add_argument("--analytic", action="store_true", help="print only the FLOP-ideal tables at real model sizes")
     args = ap.parse_args(argv)
+    families = analytic_family_table(args.budget)
+    print(f"FLOP-ideal speed-up at each family's real size (kv context, M{args.budget} uniform keyframes; "
+          "Tw = warm-up steps, full/keyframe-only passes):")
+    print_rows(families)
+    if args.analytic:
+        return
     if args.quick:
         args.videos, args.steps = 2, [30]
     if any(s < 10 for s in args.steps) or not 3 <= args.frames <= 21 or args.videos < 1 or args.reps < 1:
@@ -220,14 +252,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"test bed: {dims.layers} blocks, dim {dims.dim}, {args.frames} latent frames x {dims.tokens_per_frame} tokens, "
           f"CFG 3.0 (cond+uncond batched); attention share of a dense pass: {attention_share(dims):.0%}; "
           f"{torch.get_num_threads()} CPU threads; fidelity over {args.videos} videos")
-    report = {"dims": dims.__dict__, "threads": torch.get_num_threads(), "tables": {}, "analytic_wan": analytic_wan_table(args.budget)}
+    report = {"dims": dims.__dict__, "threads": torch.get_num_threads(), "tables": {}, "analytic_wan": analytic_wan_table(args.budget),
+              "analytic_families": families}
     print("\nFLOP-ideal speed-up at real Wan 2.1 sizes (hidden / kv context), attention share:",
           ", ".join(f"{n} {attention_share(d):.0%}" for n, d in WAN_DIMS.items()))
-    keys = list(report["analytic_wan"][0])
-    widths = [max(len(k), *(len(str(r[k])) for r in report["analytic_wan"])) for k in keys]
-    print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
-    for r in report["analytic_wan"]:
-        print("  ".join(str(r[k]).ljust(w) for k, w in zip(keys, widths)))
+    print_rows(report["analytic_wan"])
     for steps in args.steps:
         jobs = [Job(cls=i % len(CLASSES), seed=i, frames=args.frames, steps=steps) for i in range(args.videos)]
         methods = [dense(steps),

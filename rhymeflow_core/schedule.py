@@ -9,6 +9,7 @@ cover every frame.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, fields
 from typing import Sequence
 
@@ -237,4 +238,26 @@ WAN_DIMS: dict[str, ModelDims] = {
         _wan("wan2.1-14b-480p", 40, 5120, 13824, 30 * 52),
         _wan("wan2.1-14b-720p", 40, 5120, 13824, 45 * 80),
     )
+}
+
+
+# Real sizes of every supported family at a common generation setting, with ComfyUI's default shift for
+# its simple scheduler (the noise level is what ends warm-up). Latent frames / tokens per frame follow
+# each VAE's compression and the DiT's patch size:
+#   Wan 2.2 TI2V-5B 1280x704, 121 frames: VAE 4x16x16, patch 2x2 -> 31 frames x 22*40 tokens;
+#   HunyuanVideo 1280x720, 129 frames: VAE 4x8x8, patch 2x2 -> 33 x 45*80; 20 double + 40 single blocks,
+#     256 text tokens inside the sequence;
+#   LTX-Video 768x512, 121 frames: VAE 8x32x32, patch 1 -> 16 x 16*24; 128 T5 tokens by cross-attention;
+#   Mochi 1 848x480, 163 frames: VAE 6x8x8, patch 2x2 -> 28 x 30*53; 256 T5 tokens in the sequence at
+#     text width 1536; gated FFNs cost a plain FFN of 1.5x their hidden width (12288 visual, 6144 text).
+FAMILY_DIMS: dict[str, tuple[ModelDims, float]] = {
+    "wan2.1-1.3b-480p": (WAN_DIMS["wan2.1-1.3b-480p"], 8.0),
+    "wan2.1/2.2-14b-720p": (dataclasses.replace(WAN_DIMS["wan2.1-14b-720p"], name="wan2.1/2.2-14b-720p"), 8.0),
+    "wan2.2-ti2v-5b-720p": (ModelDims("wan2.2-ti2v-5b-720p", 30, 3072, 14336, 22 * 40, 31), 8.0),
+    "hunyuan_video-720p": (ModelDims("hunyuan_video-720p", 60, 3072, 12288, 45 * 80, 33, text_tokens=256,
+                                     text_in_sequence=True), 7.0),
+    "ltxv-2b-768x512": (ModelDims("ltxv-2b-768x512", 28, 2048, 8192, 16 * 24, 16, text_tokens=128), 2.37),
+    "ltxv-13b-768x512": (ModelDims("ltxv-13b-768x512", 48, 4096, 16384, 16 * 24, 16, text_tokens=128), 2.37),
+    "mochi1-480p": (ModelDims("mochi1-480p", 48, 3072, 12288, 30 * 53, 28, text_tokens=256, text_in_sequence=True,
+                              text_dim=1536, text_ffn_dim=6144), 6.0),
 }

@@ -424,6 +424,16 @@ class StepMapWidget {
       }
       ctx.stroke();
     }
+    // Where the second expert's run starts (Wan 2.2 A14B): each run syncs every frame there.
+    for (const step of view.switches) {
+      const x = Math.round(cellRect(layout, 0, step).x) - 0.5;
+      ctx.strokeStyle = "#ffffff";
+      ctx.lineWidth = 2;
+      ctx.beginPath();
+      ctx.moveTo(x, layout.top - 3);
+      ctx.lineTo(x, layout.top + layout.gridH + 3);
+      ctx.stroke();
+    }
     if (this.hoverFrame >= 0 && this.hoverFrame < view.frames) {
       ctx.strokeStyle = "#ffffff";
       ctx.lineWidth = 1;

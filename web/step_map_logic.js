@@ -43,6 +43,7 @@ export const MAX_STEPS = 1000;
  * @property {number | null} fullPasses
  * @property {number | null} keyframePasses
  * @property {string} note
+ * @property {number[]} switches steps where a second model takes over (Wan 2.2 A14B experts); empty otherwise
  * @property {string | null} error
  */
 
@@ -279,6 +280,7 @@ export function viewFromPlanned(body) {
     fullPasses: ok ? num(body.full_passes) : null,
     keyframePasses: ok ? num(body.keyframe_passes) : null,
     note: typeof body?.note === "string" ? body.note : "planned map",
+    switches: [],
     error: body?.error ? String(body.error) : ok ? null : "the step-map route sent no map",
   };
 }
@@ -291,6 +293,11 @@ export function viewFromPlanned(body) {
 export function viewFromStats(stats) {
   if (!stats || !isRoleMatrix(stats.roles)) return null;
   const keys = Array.isArray(stats.keyframes) ? stats.keyframes : [];
+  // RhymeFlowStats joining two experts' runs lists them as segments; the map marks where the second starts.
+  /** @type {any[]} */
+  const segments = Array.isArray(stats.segments) ? stats.segments : [];
+  const steps = stats.roles[0].length;
+  const switches = /** @type {number[]} */ (segments.map((s) => num(s?.start)).filter((s) => s !== null && s > 0 && s < steps));
   return {
     kind: "realised",
     frames: stats.roles.length,
@@ -302,7 +309,11 @@ export function viewFromStats(stats) {
     measuredSpeedup: num(stats.estimated_speedup),
     fullPasses: num(stats.full_passes),
     keyframePasses: num(stats.keyframe_passes),
-    note: `realised map: keyframes ${formatFrameList(keys)}`,
+    note: switches.length
+      ? `realised map over ${segments.length} experts (switch at step ${switches.join(", ")}): keyframes ` +
+        segments.map((/** @type {any} */ s) => formatFrameList(Array.isArray(s?.keyframes) ? s.keyframes : [])).join(" | ")
+      : `realised map: keyframes ${formatFrameList(keys)}`,
+    switches,
     error: null,
   };
 }

@@ -172,6 +172,19 @@ test("viewFromStats reads the sampler's realised stats", () => {
   assert.equal(viewFromStats(null), null);
 });
 
+test("viewFromStats marks where the second expert's run starts", () => {
+  const roles = [[0, 0, 1, 2, 0, 1, 2], [0, 0, 1, 3, 0, 1, 3]];
+  const segments = [
+    { label: "high-noise expert", start: 0, steps: 4, keyframes: [0] },
+    { label: "low-noise expert", start: 4, steps: 3, keyframes: [1] },
+  ];
+  const v = viewFromStats({ roles, keyframes: [0, 1], segments });
+  assert.deepEqual(v.switches, [4]);
+  assert.match(v.note, /2 experts \(switch at step 4\): keyframes 0 \| 1/);
+  assert.deepEqual(viewFromStats({ roles, keyframes: [0] }).switches, []);
+  assert.deepEqual(viewFromStats({ roles, keyframes: [0], segments: [{ start: 0 }, { start: 99 }] }).switches, []);
+});
+
 test("isRoleMatrix", () => {
   assert.ok(isRoleMatrix([[0, 1], [2, 3]]));
   assert.ok(!isRoleMatrix([]));
