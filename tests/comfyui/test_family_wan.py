@@ -97,3 +97,112 @@ def test_wan_refuses_time_concat_reference_frames(comfyui, pack):
     inputs = _inputs(16, 16, 1, time_dim_concat=torch.randn(1, 16, 1, H, W))
     with pytest.raises(ValueError, match="time_dim_concat.*supported: Wan 2.1 T2V"):
         check_adapter(pack, patcher, inputs, KEYFRAMES, context_modes=("kv",))
+
+
+# ----------------------------------------------------------------------------------------------- whole runs
+
+@pytest.fixture(scope="module")
+def nodes(pack_import):
+    class Nodes:
+        glue = pack_import("nodes.glue")
+        patch = pack_import("nodes.patch_node").RhymeFlowProjectionPatch
+        keyframes = pack_import("nodes.keyframes_node").RhymeFlowKeyframes
+        sampler = pack_import("nodes.sampler_node").RhymeFlowAsyncSampler
+        stats = pack_import("nodes.stats_node").RhymeFlowStats
+
+    return Nodes
+
+
+def _sample(comfyui, model, sampler, latent, conds, denoise_mask=None):
+    import comfy.sample
+    import comfy.samplers
+
+    guider = comfy.samplers.CFGGuider(model)
+    guider.set_conds(*conds)
+    guider.set_cfg(3.0)
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "simple", 12).cpu()
+    noise = comfy.sample.prepare_noise(latent, 0)
+    return guider.sample(noise, latent, sampler, sigmas, denoise_mask=denoise_mask, disable_pbar=True, seed=0)
+
+
+def _rhymeflow(nodes):
+    plan = nodes.keyframes.execute(strategy="uniform", budget=2, threshold=0.98, manual="", force_first=True,
+                                   force_last=True).args[0]
+    return nodes.sampler.execute(keyframes=plan, preset="paper", warmup=2, n_small=2, n_large=3,
+                                 keyframe_solver="euler", projection="quadratic").args[0]
+
+
+def _whole_run(comfyui, nodes, patcher, latent, conds, denoise_mask=None) -> torch.Tensor:
+    """RhymeFlow through ComfyUI's CFGGuider; checks what every run must satisfy and returns the output."""
+    import comfy.samplers
+
+    patched = nodes.patch.execute(patcher, context_mode="kv", placement="device", cache_dtype="auto").args[0]
+    euler = comfy.samplers.sampler_object("euler")
+    assert torch.equal(_sample(comfyui, patched, euler, latent, conds, denoise_mask),
+                       _sample(comfyui, patcher, euler, latent, conds, denoise_mask)), "the patch must be inert outside RhymeFlow"
+    out = _sample(comfyui, patched, _rhymeflow(nodes), latent, conds, denoise_mask)
+    holder = nodes.glue.holder_of(patched)
+    stats = holder.last_stats
+    assert out.shape == latent.shape and torch.isfinite(out).all()
+    assert holder.run is None and stats["keyframe_passes"] > 0 and len(stats["roles"]) == latent.shape[2]
+    assert stats["full_passes"] == stats["schedule"]["warmup"] + sum(1 for s in range(12) if stats["roles"][1][s] == 1)
+    ui = nodes.stats.execute(patched, {"samples": out}).ui["rhymeflow_stats"][0]
+    assert 1.0 < ui["flop_speedup"] < 10
+    return out
+
+
+def _text(seed: int):
+    g = torch.Generator().manual_seed(seed)
+    return [[torch.randn(1, TEXT_LEN, TEXT_DIM, generator=g), {}]]
+
+
+def test_wan21_i2v_whole_run_with_clip_tokens_and_image_latent(comfyui, nodes):
+    """Conditioning as WanImageToVideo builds it (image latent + mask on channels, CLIP vision tokens)."""
+    import types
+
+    patcher = _load(comfyui, _tiny_state_dict(comfyui, 2, model_type="i2v", in_dim=36))
+    g = torch.Generator().manual_seed(11)
+    image = torch.zeros(1, 16, FRAMES, H, W)
+    image[:, :, :1] = torch.randn(1, 16, 1, H, W, generator=g)
+    mask = torch.ones(1, 1, FRAMES, H, W)
+    mask[:, :, :1] = 0.0
+    clip = types.SimpleNamespace(penultimate_hidden_states=torch.randn(1, 257, 1280, generator=g))
+    extra = {"concat_latent_image": image, "concat_mask": mask, "clip_vision_output": clip}
+    conds = [[[t, dict(d, **extra)] for t, d in _text(s)] for s in (12, 13)]
+    _whole_run(comfyui, nodes, patcher, torch.zeros(1, 16, FRAMES, H, W), conds)
+
+
+def test_wan22_ti2v_whole_run_keeps_the_first_frame(comfyui, nodes):
+    """Wan22ImageToVideoLatent: the image's latent in frame 0 and a noise mask that keeps it (per-frame timesteps)."""
+    patcher = _load(comfyui, _tiny_state_dict(comfyui, 8, in_dim=48, out_dim=48))
+    latent = torch.zeros(1, 48, FRAMES, H, W)
+    latent[:, :, :1] = torch.randn(1, 48, 1, H, W, generator=torch.Generator().manual_seed(14))
+    mask = torch.ones(1, 1, FRAMES, H, W)
+    mask[:, :, :1] = 0.0
+    out = _whole_run(comfyui, nodes, patcher, latent, [_text(15), _text(16)], denoise_mask=mask)
+    assert torch.allclose(out[:, :, 0], latent[:, :, 0], atol=1e-5), "the conditioning frame must stay the image"
+
+
+# ----------------------------------------------------------------------------------------------- real sizes
+
+@pytest.mark.parametrize("name, cfg, latent", [
+    ("wan2.1-1.3b-480p", dict(dim=1536, ffn_dim=8960, num_heads=12, num_layers=30), (16, 21, 60, 104)),
+    ("wan2.1/2.2-14b-720p", dict(dim=5120, ffn_dim=13824, num_heads=40, num_layers=40), (16, 21, 90, 160)),
+    ("wan2.2-ti2v-5b-720p", dict(dim=3072, ffn_dim=14336, num_heads=24, num_layers=30, in_dim=48, out_dim=48), (48, 31, 44, 80)),
+])
+def test_flop_dims_of_the_real_models(comfyui, pack, name, cfg, latent):
+    """The README's FLOP-ideal figures use ``FAMILY_DIMS``; the adapter reads the same numbers off ComfyUI's
+    real-size WanModel (built on the meta device, the configs of the released checkpoints)."""
+    import dataclasses
+
+    import comfy.ops
+
+    from rhymeflow_core.schedule import FAMILY_DIMS
+
+    dm = comfyui.wan.WanModel(model_type="t2v", patch_size=(1, 2, 2), text_dim=4096, freq_dim=256, device="meta",
+                              operations=comfy.ops.disable_weight_init, **{"in_dim": 16, "out_dim": 16} | cfg)
+    adapter = pack.glue.adapters.comfyui_adapter(dm)
+    expected, _ = FAMILY_DIMS[name]
+    got = adapter.model_dims(dm, torch.empty(1, *latent, device="meta"), expected.text_tokens)
+    # asdict: the pack's schedule module (imported as ComfyUI imports the pack) is another class object
+    assert dataclasses.asdict(got) | {"name": name} == dataclasses.asdict(expected)
