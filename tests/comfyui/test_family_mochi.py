@@ -13,11 +13,14 @@ exercised; the text stream is narrower than the visual one, as in Mochi 1 (1536 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
+from collections import Counter
 
 import pytest
 import torch
 
-from .family_harness import Inputs, block_flops, check_adapter
+from .family_harness import AttentionSpy, Inputs, block_flops, check_adapter
 
 SIZES = dict(depth=2, num_heads=2, hidden_size_x=256, hidden_size_y=128, mlp_ratio_x=48.0, t5_feat_dim=64)
 FRAMES, H, W = 5, 4, 6  # latent; 2x2 patches -> 6 tokens per frame
@@ -76,6 +79,11 @@ def pack(pack_import):
         glue = pack_import("nodes.glue")
         patch = pack_import("rhymeflow_core.patch")
         schedule = pack_import("rhymeflow_core.schedule")
+        adapters = pack_import("rhymeflow_core.adapters")
+        patch_node = pack_import("nodes.patch_node").RhymeFlowProjectionPatch
+        kf_node = pack_import("nodes.keyframes_node").RhymeFlowKeyframes
+        sampler_node = pack_import("nodes.sampler_node").RhymeFlowAsyncSampler
+        stats_node = pack_import("nodes.stats_node").RhymeFlowStats
 
     return Pack
 
@@ -113,3 +121,77 @@ def test_mochi_refuses_a_dit_whose_blocks_were_replaced(pack, patcher):
     dm.blocks[1] = torch.nn.Identity()
     with pytest.raises(ValueError, match="not a Mochi DiT with asymmetric joint blocks; supported: Mochi 1"):
         adapter.check_model(dm)
+
+
+# ------------------------------------------------------------------------------ a whole run through ComfyUI's sampling
+
+STEPS = 12
+T5_LEN = 256  # ComfyUI's Mochi T5 tokenizer pads every prompt to at least 256 tokens (min_length)
+POS_TOKENS, NEG_TOKENS = 7, 1  # valid T5 tokens: a short prompt; the empty negative prompt is its EOS token only
+
+
+def _t5_conditioning(seed: int, valid: int) -> list:
+    """CONDITIONING as CLIPTextEncode gives it for Mochi's T5: no pooled output, the token mask as ``attention_mask``
+    (``GenmoMochi.extra_conds`` turns it into the pooling mask and ``num_tokens``)."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(1, T5_LEN, dtype=torch.long)
+    mask[:, :valid] = 1
+    return [[torch.randn(1, T5_LEN, SIZES["t5_feat_dim"], generator=g), {"pooled_output": None, "attention_mask": mask}]]
+
+
+def _sample(model, sampler, seed: int = 0) -> torch.Tensor:
+    """CFG sampling as SamplerCustomAdvanced runs it (Mochi is not guidance-distilled: CFGGuider at Mochi's cfg 4.5)."""
+    import comfy.sample
+    import comfy.samplers
+
+    guider = comfy.samplers.CFGGuider(model)
+    guider.set_conds(_t5_conditioning(10, POS_TOKENS), _t5_conditioning(11, NEG_TOKENS))
+    guider.set_cfg(4.5)
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "simple", STEPS).cpu()
+    latent = torch.zeros(1, 12, FRAMES, H, W)
+    noise = comfy.sample.prepare_noise(latent, seed)
+    return guider.sample(noise, latent, sampler, sigmas, disable_pbar=True, seed=seed)
+
+
+def test_mochi_whole_rhymeflow_run_through_comfyui_sampling(pack, patcher):
+    """The nodes as a workflow wires them, on Mochi's T5 conditioning with its padding mask.
+
+    The negative prompt has another ``num_tokens`` than the positive one, so ComfyUI cannot batch the two
+    and each branch runs (and caches its keys/values) on its own. ComfyUI has no Mochi image-to-video, so
+    there is no per-frame conditioning variant to run.
+    """
+    import comfy.samplers
+
+    patched = pack.patch_node.execute(patcher, context_mode="kv", placement="device", cache_dtype="auto").args[0]
+    euler = comfy.samplers.sampler_object("euler")
+    assert torch.equal(_sample(patched, euler), _sample(patcher, euler)), "the patch must be inert outside RhymeFlow runs"
+
+    plan = pack.kf_node.execute(strategy="uniform", budget=2, threshold=0.98, manual="", force_first=True,
+                                force_last=True).args[0]
+    sampler = pack.sampler_node.execute(keyframes=plan, preset="paper", warmup=5, n_small=2, n_large=3,
+                                        keyframe_solver="euler", projection="linear").args[0]
+    spy = AttentionSpy()
+    patched.model_options["transformer_options"]["optimized_attention_override"] = spy
+    out = _sample(patched, sampler)
+    assert out.shape == (1, 12, FRAMES, H, W) and torch.isfinite(out).all()
+
+    holder = pack.glue.holder_of(patched)
+    assert holder.run is None
+    stats = holder.last_stats
+    expected = pack.schedule.build_step_map(FRAMES, STEPS, pack.schedule.ScheduleConfig.from_dict(stats["schedule"]),
+                                            stats["keyframes"])
+    assert stats["keyframes"] == [0, FRAMES - 1] and stats["roles"] == expected.roles.tolist()
+    assert stats["keyframe_passes"] == expected.keyframe_passes() > 0
+    assert stats["full_passes"] == stats["warmup"] + len(expected.groups)
+    # what ran: per pass, branch and block one joint attention whose keys cover every frame plus that
+    # branch's valid text, and whose queries are all frames (full pass) or the keyframes only
+    tpf, keys, depth = (H // 2) * (W // 2), len(stats["keyframes"]), SIZES["depth"]
+    assert Counter(spy.shapes) == Counter({
+        (frames * tpf + text, FRAMES * tpf + text): passes * depth
+        for frames, passes in ((FRAMES, stats["full_passes"]), (keys, stats["keyframe_passes"]))
+        for text in (POS_TOKENS, NEG_TOKENS)})
+
+    result = pack.stats_node.execute(patched, {"samples": out})
+    flop_speedup = result.ui["rhymeflow_stats"][0]["flop_speedup"]
+    print(result.args[1])
+    assert math.isfinite(flop_speedup) and flop_speedup > 1
