@@ -10,6 +10,9 @@ The checks are ``family_harness.check_adapter`` (context mode ``kv`` only: the a
 """
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import pytest
 import torch
 
@@ -65,6 +68,12 @@ def pack(pack_import):
     class Pack:
         glue = pack_import("nodes.glue")
         patch = pack_import("rhymeflow_core.patch")
+        schedule = pack_import("rhymeflow_core.schedule")
+        adapter = pack_import("rhymeflow_core.adapters.hunyuan_video")
+        patch_node = pack_import("nodes.patch_node").RhymeFlowProjectionPatch
+        kf_node = pack_import("nodes.keyframes_node").RhymeFlowKeyframes
+        sampler_node = pack_import("nodes.sampler_node").RhymeFlowAsyncSampler
+        stats_node = pack_import("nodes.stats_node").RhymeFlowStats
 
     return Pack
 
@@ -139,3 +148,118 @@ def test_refuses_hunyuan_image_21(comfyui, pack):
     patcher = _load(comfyui, sd, "HunyuanImage21")
     with pytest.raises(ValueError, match=r"patch size \[1, 1\].*HunyuanImage 2.1"):
         pack.glue.patch_model(patcher, pack.patch.PatchConfig())
+
+
+# ----------------------------------------------------------------------------------------------- whole runs
+
+STEPS = 12  # shift 7 (HunyuanVideo's default): the paper preset warms up for the 4 steps with sigma >= 0.945
+
+
+class _StubVAE:
+    """Stands in for the HunyuanVideo VAE (16 channels, 4x8x8): HunyuanImageToVideo only calls ``encode``."""
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        n, h, w, _ = pixels.shape
+        return torch.randn(1, 16, (n - 1) // 4 + 1, h // 8, w // 8, generator=torch.Generator().manual_seed(11))
+
+
+def _text_conditioning(seed: int) -> list:
+    """CONDITIONING as ComfyUI's HunyuanVideo text encoder returns it (LLaMA tokens, clip_l ``pooled_output``, the
+    padding ``attention_mask`` it keeps when some tokens are padding), then FluxGuidance's distilled guidance."""
+    from comfy_extras.nodes_flux import FluxGuidance
+
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.ones(1, TEXT_LEN, dtype=torch.long)
+    mask[:, -2:] = 0
+    cond = [[torch.randn(1, TEXT_LEN, CTX_DIM, generator=g), {"pooled_output": torch.randn(1, 768, generator=g), "attention_mask": mask}]]
+    return FluxGuidance.execute(cond, 6.0).args[0]
+
+
+def _guided_sample(model, positive, sampler, latent: dict, seed: int = 0) -> torch.Tensor:
+    """What SamplerCustomAdvanced does with BasicGuider (guidance-distilled: no negative) and ``simple`` sigmas."""
+    import comfy.sample
+    import comfy.samplers
+    from comfy_extras.nodes_custom_sampler import BasicGuider
+
+    guider = BasicGuider.execute(model, positive).args[0]
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "simple", STEPS).cpu()
+    noise = comfy.sample.prepare_noise(latent["samples"], seed)
+    return guider.sample(noise, latent["samples"], sampler, sigmas, denoise_mask=latent.get("noise_mask"), disable_pbar=True,
+                         seed=seed)
+
+
+@pytest.mark.parametrize("variant", ["t2v", "v1 (concat)", "v2 (replace)"])
+def test_whole_rhymeflow_run_through_comfyui_sampling(comfyui, pack, t2v, variant):
+    """The nodes as a workflow wires them (Projection Patch -> BasicGuider -> SamplerCustomAdvanced with the Async
+    Sampler -> Stats) on T2V and both image-to-video modes of HunyuanImageToVideo (v1: concatenated image latent and
+    mask, a 33-channel model; v2: image latent as frame 0 under a denoise mask, plus guiding_frame_index)."""
+    import comfy.patcher_extension
+    import comfy.samplers
+    from comfy_extras.nodes_hunyuan import EmptyHunyuanLatentVideo, HunyuanImageToVideo
+
+    model = _load(comfyui, _tiny_state_dict(comfyui, 2, in_channels=33), "HunyuanVideoI2V") if variant == "v1 (concat)" else t2v
+    positive = _text_conditioning(12)
+    if variant == "t2v":
+        latent = EmptyHunyuanLatentVideo.execute(64, 64, 17).args[0]
+    else:
+        positive, latent = HunyuanImageToVideo.execute(positive, _StubVAE(), 64, 64, 17, 1, variant,
+                                                       start_image=torch.rand(1, 64, 64, 3)).args
+    assert latent["samples"].shape == (1, 16, FRAMES, 8, 8)
+    patched = pack.patch_node.execute(model, "kv", "device", "auto").args[0]
+    holder = pack.glue.holder_of(patched)
+    plan = pack.kf_node.execute("uniform", 2, 0.98, "", True, True).args[0]
+    rf = pack.sampler_node.execute(plan, "paper", 5, 2, 3, "euler", "linear").args[0]
+
+    frames_per_call = []
+
+    def count_frames(executor, x, *args, **kwargs):
+        frames_per_call.append(x.shape[2])
+        return executor(x, *args, **kwargs)
+
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test", count_frames)
+    out = _guided_sample(patched, positive, rf, latent)
+    assert out.shape == latent["samples"].shape and torch.isfinite(out).all()
+    assert holder.run is None
+    stats = holder.last_stats
+    roles = torch.tensor(stats["roles"])
+    assert roles.shape == (FRAMES, STEPS) and stats["keyframes"] == [0, FRAMES - 1]
+    syncs = [i for i, _ in pack.schedule.sync_groups(STEPS, pack.schedule.ScheduleConfig.from_dict(stats["schedule"]))]
+    assert stats["warmup"] == 4 and (roles[:, syncs] == pack.schedule.ROLE_SYNC).all()
+    assert stats["full_passes"] == stats["warmup"] + len(syncs) and stats["keyframe_passes"] > 0
+    # the DiT really ran those passes: every frame on full passes, the 2 keyframes on keyframe-only passes
+    assert sorted(frames_per_call) == [2] * stats["keyframe_passes"] + [FRAMES] * stats["full_passes"]
+    if variant == "v2 (replace)":  # frame 0 is the image under the denoise mask, kept through the run
+        image = _StubVAE().encode(torch.zeros(1, 64, 64, 3))  # the stub's latent does not depend on the pixels
+        assert (out[:, :, :1] - image).abs().max() < 1e-4
+
+    euler = comfy.samplers.sampler_object("euler")  # after the RhymeFlow run, on the same patched MODEL
+    assert torch.equal(_guided_sample(patched, positive, euler, latent), _guided_sample(model, positive, euler, latent))
+
+    ui = pack.stats_node.execute(patched, {"samples": out}).ui["rhymeflow_stats"][0]
+    assert math.isfinite(ui["flop_speedup"]) and ui["flop_speedup"] > 1.0
+    print(variant, {k: stats[k] for k in ("full_passes", "keyframe_passes", "keyframes")}, "flop_speedup", ui["flop_speedup"])
+
+
+# ----------------------------------------------------------------------------------------------- real size
+
+def test_real_size_dims_match_family_dims(comfyui, pack):
+    """FAMILY_DIMS["hunyuan_video-720p"] was written by hand; here it is read off ComfyUI's real-size model (on meta)."""
+    import comfy.model_detection
+
+    # What detect_unet_config reads from hunyuan_video_t2v_720p_bf16.safetensors, i.e. tencent/HunyuanVideo's
+    # "HYVideo-T/2-cfgdistill" (20 double + 40 single blocks, hidden 3072, 24 heads, mlp ratio 4, guidance embedding,
+    # 4096-wide LLaMA text, clip_l pooled vector, 16 latent channels, patch 1x2x2).
+    cfg = dict(image_model="hunyuan_video", in_channels=16, patch_size=[1, 2, 2], out_channels=16, vec_in_dim=768,
+               axes_dim=[16, 56, 56], meanflow=False, context_in_dim=4096, hidden_size=3072, mlp_ratio=4.0, num_heads=24, depth=20,
+               depth_single_blocks=40, theta=256, qkv_bias=True, byt5=False, guidance_embed=True, use_cond_type_embedding=False,
+               vision_in_dim=None, meanflow_sum=False)
+    model_config = comfy.model_detection.model_config_from_unet_config(cfg)
+    assert type(model_config) is comfyui.supported_models.HunyuanVideo
+    model = model_config.get_model({}, device="meta")
+    dit = model.diffusion_model
+    assert comfy.model_detection.detect_unet_config(dit.state_dict(), "") == cfg  # detection gives back this config
+    expected, shift = pack.schedule.FAMILY_DIMS["hunyuan_video-720p"]
+    assert model.model_sampling.shift == shift
+    x = torch.empty(1, 16, 33, 90, 160, device="meta")  # 1280x720, 129 frames through the 4x8x8 VAE
+    dims = pack.adapter.comfyui_adapter().model_dims(dit, x, expected.text_tokens)  # text length is the prompt's, not the model's
+    assert dataclasses.replace(dims, name=expected.name) == expected

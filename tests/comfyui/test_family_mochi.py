@@ -1,4 +1,4 @@
-"""Mochi adapter on ComfyUI's own AsymmDiTJoint at tiny random sizes.
+"""Mochi adapter on ComfyUI's own AsymmDiTJoint at tiny random sizes (and its FLOP dims at real size, on meta).
 
 Why the model is not loaded with ``comfy.sd.load_diffusion_model_state_dict``: ComfyUI's Mochi detection
 (``model_detection.detect_unet_config``, keyed on ``t5_yproj.weight``) returns the fixed Mochi 1 config
@@ -154,7 +154,8 @@ def _sample(model, sampler, seed: int = 0) -> torch.Tensor:
 
 
 def test_mochi_whole_rhymeflow_run_through_comfyui_sampling(pack, patcher):
-    """The nodes as a workflow wires them, on Mochi's T5 conditioning with its padding mask.
+    """The nodes as a workflow wires them, inside ComfyUI's CFG sampling: unlike the direct ``apply_model`` calls
+    above, the conds go through ``GenmoMochi.extra_conds`` (T5 mask -> pooling mask and ``num_tokens``).
 
     The negative prompt has another ``num_tokens`` than the positive one, so ComfyUI cannot batch the two
     and each branch runs (and caches its keys/values) on its own. ComfyUI has no Mochi image-to-video, so
@@ -170,7 +171,7 @@ def test_mochi_whole_rhymeflow_run_through_comfyui_sampling(pack, patcher):
                                 force_last=True).args[0]
     sampler = pack.sampler_node.execute(keyframes=plan, preset="paper", warmup=5, n_small=2, n_large=3,
                                         keyframe_solver="euler", projection="linear").args[0]
-    spy = AttentionSpy()
+    spy = AttentionSpy()  # the guider copies option dicts, not objects: the sampling run calls this spy
     patched.model_options["transformer_options"]["optimized_attention_override"] = spy
     out = _sample(patched, sampler)
     assert out.shape == (1, 12, FRAMES, H, W) and torch.isfinite(out).all()
@@ -195,3 +196,27 @@ def test_mochi_whole_rhymeflow_run_through_comfyui_sampling(pack, patcher):
     flop_speedup = result.ui["rhymeflow_stats"][0]["flop_speedup"]
     print(result.args[1])
     assert math.isfinite(flop_speedup) and flop_speedup > 1
+
+
+# ------------------------------------------------------------------------------ real size
+
+def test_mochi_real_size_flop_dims_match_family_dims(pack, comfyui):
+    """FAMILY_DIMS["mochi1-480p"] was written by hand; here the adapter reads ComfyUI's real Mochi 1 DiT, built on
+    the meta device (no memory), including the rounding of the gated FeedForward's hidden width.
+
+    The config is the one ComfyUI's detection returns for Genmo's released Mochi 1 preview checkpoint
+    (``mochi_preview_bf16.safetensors``; any state dict with ``t5_yproj.weight`` gets this fixed config).
+    ``comfyui_adapter`` also runs the adapter's model check on the real-size DiT.
+    The latent is ComfyUI's EmptyMochiLatentVideo at 848x480, 163 frames (FAMILY_DIMS' setting).
+    """
+    import comfy.model_detection
+    import comfy_extras.nodes_mochi
+
+    config = comfy.model_detection.model_config_from_unet({"t5_yproj.weight": torch.empty(1536, 4096, device="meta")}, "")
+    assert type(config).__name__ == "GenmoMochi", type(config).__name__
+    config.set_inference_dtype(torch.bfloat16, None)
+    dit = config.get_model({}, device="meta").diffusion_model
+    latent = comfy_extras.nodes_mochi.EmptyMochiLatentVideo.execute(width=848, height=480, length=163).args[0]["samples"]
+    dims = pack.adapters.comfyui_adapter(dit).model_dims(dit, latent, dit.t5_token_length)
+    expected = pack.schedule.FAMILY_DIMS["mochi1-480p"][0]
+    assert dataclasses.replace(dims, name=expected.name) == expected, dims
