@@ -180,3 +180,12 @@ def test_js_fixture_is_current():
     assert json.loads(FIXTURE.read_text()) == expected, (
         f"{FIXTURE} is stale; run RHYMEFLOW_UPDATE_FIXTURES=1 pytest {__file__}"
     )
+
+
+def test_shift_moves_the_planned_warm_up_as_the_sampler_would():
+    at3 = planned_step_map({"steps": "30", "shift": "3"})
+    at8 = planned_step_map({"steps": "30", "shift": "8"})
+    assert at3["schedule"]["warmup"] == preset_schedule("paper", simple_sigmas(30, 3.0)).warmup == 5
+    assert at8["schedule"]["warmup"] == preset_schedule("paper", simple_sigmas(30, 8.0)).warmup > 5
+    assert "shift=0.0 must lie in 0.1..100" in planned_step_map({"shift": "0"})["error"]
+    assert "shift='x' must be a number" in planned_step_map({"shift": "x"})["error"]

@@ -9,19 +9,24 @@
  * from the sampler's stats ("rhymeflow.stats" websocket event, or the RhymeFlowStats node's output).
  * Clicking a frame row toggles it as a manual keyframe on the connected "RhymeFlow Keyframes" node.
  *
- * Preview frame and step counts are node properties (``preview_frames``, ``preview_steps``): the sampler
- * node itself does not know them (they come from the latent and the sigmas), so the user sets them here.
+ * Preview frame and step counts and the sampling shift are node properties (``preview_frames``,
+ * ``preview_steps``, ``preview_shift``): the sampler node itself does not know them (they come from the latent,
+ * the sigmas and the model's sampling settings), so the user sets them here.
  */
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import {
   DEFAULT_FRAMES,
+  DEFAULT_SHIFT,
   DEFAULT_STEPS,
   KEYFRAME_MARK_COLOR,
   MAX_FRAMES,
+  MAX_SHIFT,
   MAX_STEPS,
+  MIN_SHIFT,
   ROLE_LEGEND,
   cellRect,
+  clampFloat,
   clampInt,
   frameAtPoint,
   gridLayout,
@@ -57,6 +62,7 @@ const STATS_EVENT = "rhymeflow.stats";
 const ROUTE = "/rhymeflow/step_map";
 const PROP_FRAMES = "preview_frames";
 const PROP_STEPS = "preview_steps";
+const PROP_SHIFT = "preview_shift";
 const DEBOUNCE_MS = 250;
 const MIN_HEIGHT = 250;
 const TEXT = "#d4d4d8";
@@ -128,6 +134,7 @@ class StepMapWidget {
 
     if (node.properties[PROP_FRAMES] === undefined) node.addProperty(PROP_FRAMES, DEFAULT_FRAMES, "number");
     if (node.properties[PROP_STEPS] === undefined) node.addProperty(PROP_STEPS, DEFAULT_STEPS, "number");
+    if (node.properties[PROP_SHIFT] === undefined) node.addProperty(PROP_SHIFT, DEFAULT_SHIFT, "number");
 
     const root = document.createElement("div");
     root.className = "rhymeflow-step-map";
@@ -139,6 +146,9 @@ class StepMapWidget {
       "latent frames for the preview (Wan: (video frames - 1) / 4 + 1; 81 -> 21)");
     this.stepsInput = this.numberInput(bar, "steps", PROP_STEPS, 10, MAX_STEPS, DEFAULT_STEPS,
       "sampling steps for the preview (the scheduler's steps)");
+    this.shiftInput = this.numberInput(bar, "shift", PROP_SHIFT, MIN_SHIFT, MAX_SHIFT, DEFAULT_SHIFT,
+      "the model's sampling shift for the preview (ModelSamplingSD3; ComfyUI defaults: Wan 8, HunyuanVideo 7, " +
+      "Mochi 6, LTX about 2.4; test bed 3): presets warm up while the noise level is high", 0.01);
     this.toggle = document.createElement("button");
     this.toggle.type = "button";
     this.toggle.style.cssText = "margin-left:auto;font:11px sans-serif;padding:0 6px;cursor:pointer;";
@@ -185,8 +195,10 @@ class StepMapWidget {
    * @param {number} hi
    * @param {number} fallback
    * @param {string} title
+   * @param {number} [step] 1 for counts; smaller for a real-valued input
    */
-  numberInput(bar, label, prop, lo, hi, fallback, title) {
+  numberInput(bar, label, prop, lo, hi, fallback, title, step = 1) {
+    const clamp = step === 1 ? clampInt : clampFloat;
     const wrap = document.createElement("label");
     wrap.textContent = `${label} `;
     wrap.title = title;
@@ -194,11 +206,11 @@ class StepMapWidget {
     input.type = "number";
     input.min = String(lo);
     input.max = String(hi);
-    input.step = "1";
+    input.step = String(step);
     input.dataset.prop = prop;
     input.style.cssText = "width:4.5em;font:11px sans-serif;";
     input.addEventListener("change", () => {
-      const value = clampInt(input.value, lo, hi, fallback);
+      const value = clamp(input.value, lo, hi, fallback);
       input.value = String(value);
       this.node.properties[prop] = value;
       this.refresh();
@@ -213,6 +225,7 @@ class StepMapWidget {
     const p = this.node.properties;
     this.framesInput.value = String(clampInt(p[PROP_FRAMES], 2, MAX_FRAMES, DEFAULT_FRAMES));
     this.stepsInput.value = String(clampInt(p[PROP_STEPS], 10, MAX_STEPS, DEFAULT_STEPS));
+    this.shiftInput.value = String(clampFloat(p[PROP_SHIFT], MIN_SHIFT, MAX_SHIFT, DEFAULT_SHIFT));
   }
 
   /** @returns {Record<string, string | number | boolean | undefined>} */
@@ -222,6 +235,7 @@ class StepMapWidget {
     const out = {
       frames: clampInt(p[PROP_FRAMES], 2, MAX_FRAMES, DEFAULT_FRAMES),
       steps: clampInt(p[PROP_STEPS], 1, MAX_STEPS, DEFAULT_STEPS),
+      shift: clampFloat(p[PROP_SHIFT], MIN_SHIFT, MAX_SHIFT, DEFAULT_SHIFT),
     };
     for (const name of SAMPLER_PARAMS) out[name] = /** @type {any} */ (widgetOf(this.node, name)?.value);
     if (out.preset !== "custom") {

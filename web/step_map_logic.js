@@ -27,6 +27,10 @@ export const UNKNOWN_COLOR = "#ff00ff";
 
 export const DEFAULT_FRAMES = 21;
 export const DEFAULT_STEPS = 30;
+/** The scheduler shift the plan assumes until the user sets the model's (presets end warm-up at a noise level). */
+export const DEFAULT_SHIFT = 3.0;
+export const MIN_SHIFT = 0.1;
+export const MAX_SHIFT = 100;
 export const MAX_FRAMES = 512;
 export const MAX_STEPS = 1000;
 
@@ -220,7 +224,7 @@ export function cellRect(layout, frame, step) {
  * @returns {string}
  */
 export function stepMapQuery(params) {
-  const order = ["frames", "steps", "preset", "warmup", "n_small", "n_large",
+  const order = ["frames", "steps", "shift", "preset", "warmup", "n_small", "n_large",
     "strategy", "budget", "threshold", "manual", "force_first", "force_last"];
   const keys = [...order.filter((k) => k in params), ...Object.keys(params).filter((k) => !order.includes(k)).sort()];
   const q = new URLSearchParams();
@@ -244,6 +248,20 @@ export function clampInt(value, lo, hi, fallback) {
   const n = typeof value === "number" ? value : Number.parseInt(String(value), 10);
   if (!Number.isFinite(n)) return fallback;
   return Math.min(hi, Math.max(lo, Math.round(n)));
+}
+
+/**
+ * Clamp a user-typed shift to [lo, hi], rounded to 0.01; ``fallback`` when unreadable.
+ * @param {unknown} value
+ * @param {number} lo
+ * @param {number} hi
+ * @param {number} fallback
+ * @returns {number}
+ */
+export function clampFloat(value, lo, hi, fallback) {
+  const n = typeof value === "number" ? value : Number.parseFloat(String(value));
+  if (!Number.isFinite(n)) return fallback;
+  return Math.min(hi, Math.max(lo, Math.round(n * 100) / 100));
 }
 
 /** @param {unknown} v @returns {number | null} */

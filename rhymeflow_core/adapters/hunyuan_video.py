@@ -165,7 +165,7 @@ class HunyuanVideoAdapter:
 
     def record_block(self, key: BlockKey, args: dict, run) -> dict:
         pe = args["pe"]
-        if key == self.block_keys(run.dit)[0]:  # image rows come first in pe; identical in every batch row
+        if key == ("double_block", 0):  # the first block; image rows come first in pe, identical in every batch row
             run.rope["key"] = pe[:1].index_select(2, run.key_tok)
         out, k, v = self._forward(key, args, run, pe, run.num_frames * run.tokens_per_frame)
         run.cache.put(key, args["transformer_options"].get("cond_or_uncond", [0]),

@@ -13,6 +13,7 @@ import {
   ROLE_WARMUP,
   UNKNOWN_COLOR,
   cellRect,
+  clampFloat,
   clampInt,
   formatFrameList,
   frameAtPoint,
@@ -115,6 +116,15 @@ test("stepMapQuery has a fixed key order and drops empty values", () => {
   assert.equal(a, "frames=21&steps=30&strategy=manual&manual=0%2C+6%2C+12-14&force_last=false");
   const parsed = new URLSearchParams(a);
   assert.equal(parsed.get("manual"), "0, 6, 12-14");
+});
+
+test("clampFloat keeps a shift real-valued, bounded and readable", () => {
+  assert.equal(clampFloat("2.37", 0.1, 100, 3), 2.37);
+  assert.equal(clampFloat("8", 0.1, 100, 3), 8);
+  assert.equal(clampFloat("1e9", 0.1, 100, 3), 100);
+  assert.equal(clampFloat("0", 0.1, 100, 3), 0.1);
+  assert.equal(clampFloat("abc", 0.1, 100, 3), 3);
+  assert.equal(clampFloat(2.3456, 0.1, 100, 3), 2.35);
 });
 
 test("clampInt", () => {
