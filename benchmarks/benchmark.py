@@ -202,7 +202,7 @@ def analytic_family_table(budget: int, steps: int = 50) -> list[dict]:
     shift, presets resolved on those sigmas, ``budget`` uniform keyframes; ``kv`` context (hidden where implemented)."""
     rows = []
     for name, (dims, shift) in FAMILY_DIMS.items():
-        row = {"model": name, "frames x tokens": f"{dims.frames} x {dims.tokens_per_frame}", "shift": shift,
+        row = {"model": name, "frames x tokens": f"{dims.frames} x {dims.tokens_per_frame}", "shift": f"{shift:.3g}",
                "attn share": f"{attention_share(dims):.0%}"}
         for preset in ("paper", "fast"):
             sched = preset_schedule(preset, simple_sigmas(steps, shift))

@@ -10,6 +10,7 @@ cover every frame.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Sequence
 
@@ -248,6 +249,7 @@ WAN_DIMS: dict[str, ModelDims] = {
 #   HunyuanVideo 1280x720, 129 frames: VAE 4x8x8, patch 2x2 -> 33 x 45*80; 20 double + 40 single blocks,
 #     256 text tokens inside the sequence;
 #   LTX-Video 768x512, 121 frames: VAE 8x32x32, patch 1 -> 16 x 16*24; 128 T5 tokens by cross-attention;
+#     ComfyUI samples it Flux-style with mu = 2.37, which is the SD3-style shift e^2.37 = 10.7;
 #   Mochi 1 848x480, 163 frames: VAE 6x8x8, patch 2x2 -> 28 x 30*53; 256 T5 tokens in the sequence at
 #     text width 1536; gated FFNs cost a plain FFN of 1.5x their hidden width (12288 visual, 6144 text).
 FAMILY_DIMS: dict[str, tuple[ModelDims, float]] = {
@@ -256,8 +258,8 @@ FAMILY_DIMS: dict[str, tuple[ModelDims, float]] = {
     "wan2.2-ti2v-5b-720p": (ModelDims("wan2.2-ti2v-5b-720p", 30, 3072, 14336, 22 * 40, 31), 8.0),
     "hunyuan_video-720p": (ModelDims("hunyuan_video-720p", 60, 3072, 12288, 45 * 80, 33, text_tokens=256,
                                      text_in_sequence=True), 7.0),
-    "ltxv-2b-768x512": (ModelDims("ltxv-2b-768x512", 28, 2048, 8192, 16 * 24, 16, text_tokens=128), 2.37),
-    "ltxv-13b-768x512": (ModelDims("ltxv-13b-768x512", 48, 4096, 16384, 16 * 24, 16, text_tokens=128), 2.37),
+    "ltxv-2b-768x512": (ModelDims("ltxv-2b-768x512", 28, 2048, 8192, 16 * 24, 16, text_tokens=128), math.exp(2.37)),
+    "ltxv-13b-768x512": (ModelDims("ltxv-13b-768x512", 48, 4096, 16384, 16 * 24, 16, text_tokens=128), math.exp(2.37)),
     "mochi1-480p": (ModelDims("mochi1-480p", 48, 3072, 12288, 30 * 53, 28, text_tokens=256, text_in_sequence=True,
                               text_dim=1536, text_ffn_dim=6144), 6.0),
 }

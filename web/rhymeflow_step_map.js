@@ -148,7 +148,7 @@ class StepMapWidget {
       "sampling steps for the preview (the scheduler's steps)");
     this.shiftInput = this.numberInput(bar, "shift", PROP_SHIFT, MIN_SHIFT, MAX_SHIFT, DEFAULT_SHIFT,
       "the model's sampling shift for the preview (ModelSamplingSD3; ComfyUI defaults: Wan 8, HunyuanVideo 7, " +
-      "Mochi 6, LTX about 2.4; test bed 3): presets warm up while the noise level is high", 0.01);
+      "Mochi 6, LTX 10.7 = e^2.37; test bed 3): presets warm up while the noise level is high", 0.01);
     this.toggle = document.createElement("button");
     this.toggle.type = "button";
     this.toggle.style.cssText = "margin-left:auto;font:11px sans-serif;padding:0 6px;cursor:pointer;";

@@ -258,6 +258,7 @@ def test_flop_dims_of_the_real_models(comfyui, pack_import, name, layers, width)
 
     import comfy.model_detection
     import comfy.text_encoders.lt
+    import comfy.samplers
 
     schedule = pack_import("rhymeflow_core.schedule")
     adapters = pack_import("rhymeflow_core.adapters")
@@ -271,4 +272,9 @@ def test_flop_dims_of_the_real_models(comfyui, pack_import, name, layers, width)
     got = adapters.comfyui_adapter(dm).model_dims(dm, torch.empty(1, 128, 16, 16, 24, device="meta"), text_tokens)
     expected, shift = schedule.FAMILY_DIMS[name]
     assert dataclasses.replace(got, name=name) == expected
-    assert shift == config.sampling_settings["shift"], "FAMILY_DIMS' shift is ComfyUI's default for LTX-Video"
+    # LTX samples Flux-style (ComfyUI's 2.37 is mu): FAMILY_DIMS' shift must give ComfyUI's own simple-scheduler sigmas
+    # (to the 1000-step table's resolution; ComfyUI's Flux table has 10000 steps, which moves the last sigmas by < 0.004)
+    from rhymeflow_core.flow import simple_sigmas
+
+    comfy_sigmas = comfy.samplers.calculate_sigmas(config.get_model(meta, device="meta").model_sampling, "simple", 30).cpu()
+    assert torch.allclose(simple_sigmas(30, shift), comfy_sigmas.float(), atol=5e-3), "FAMILY_DIMS' shift is not LTX's schedule"
