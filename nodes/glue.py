@@ -90,7 +90,7 @@ def resolve_schedule(preset: str, sigmas, warmup: int, n_small: int, n_large: in
 def sample_rhymeflow_node(model, x, sigmas, extra_args=None, callback=None, disable=None, *, plan: KeyframePlan,
                           preset: str = "paper", warmup: int = 5, n_small: int = 2, n_large: int = 3,
                           keyframe_solver: str = "euler", projection: str = "linear", node_id: str | None = None):
-    """KSAMPLER function of the Async Sampler node: resolve the preset from ``len(sigmas) - 1``, run, report."""
+    """KSAMPLER function of the Async Sampler node: resolve the preset on this run's sigmas, run, report."""
     extra_args = {} if extra_args is None else extra_args
     to = extra_args.get("model_options", {}).get("transformer_options", {})
     if "easycache" in to:  # EasyCache/LazyCache cache whole-latent outputs; keyframe-only passes change the shape
@@ -98,8 +98,8 @@ def sample_rhymeflow_node(model, x, sigmas, extra_args=None, callback=None, disa
                          "combined with RhymeFlow's keyframe-only passes; remove it from this model, or use it with a standard "
                          "sampler (the Projection Patch leaves other samplers unchanged)")
     steps = len(sigmas) - 1
-    holder = extra_args.get("model_options", {}).get("transformer_options", {}).get(KEY)
-    family = holder.adapter.family if isinstance(holder, RhymeFlowHolder) else "wan"
+    holder = to.get(KEY)
+    family = holder.adapter.family if isinstance(holder, RhymeFlowHolder) else "wan"  # no patch: the sampler refuses below
     schedule = resolve_schedule(preset, sigmas, warmup, n_small, n_large, family)
     if x.ndim == 5 and x.shape[2] >= 3:
         try:
