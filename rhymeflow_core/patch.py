@@ -72,6 +72,22 @@ class RunState:
         self.keyframes = frames
         self.key_tok = self.other_tok = None  # rebuilt for the token grid on the next call
 
+    def store_context(self, key, to: dict, x: torch.Tensor | None, k: torch.Tensor, v: torch.Tensor, dim: int = 1) -> None:
+        """At a sync pass, keep what keyframe-only passes need for the non-keyframe rows of block ``key``:
+        post-RoPE ``k``/``v`` (``kv`` mode) or the block inputs ``x`` (``hidden``); visual rows lie on ``dim``."""
+        rows = self.other_tok
+        kept = (k.index_select(dim, rows), v.index_select(dim, rows)) if self.context_mode == "kv" else (x.index_select(dim, rows),)
+        self.cache.put(key, to.get("cond_or_uncond", [0]), kept)
+
+    def load_context(self, key, to: dict, x: torch.Tensor, kv_from_hidden=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The non-keyframe keys/values for a keyframe-only block, in this call's CFG-branch order; in ``hidden``
+        mode the adapter's ``kv_from_hidden(h)`` re-projects the stored block inputs under this step's modulation."""
+        stored = self.cache.get(key, to.get("cond_or_uncond", [0]), x.device, x.dtype)
+        if self.context_mode == "kv":
+            return stored
+        (h,) = stored
+        return kv_from_hidden(h) if h.shape[1] else (h, h)
+
 
 class RhymeFlowHolder:
     """Lives in ``transformer_options["rhymeflow"]``; ``run`` is set only while a RhymeFlow sampler runs."""

@@ -168,8 +168,7 @@ class HunyuanVideoAdapter:
         if key == ("double_block", 0):  # the first block; image rows come first in pe, identical in every batch row
             run.rope["key"] = pe[:1].index_select(2, run.key_tok)
         out, k, v = self._forward(key, args, run, pe, run.num_frames * run.tokens_per_frame)
-        run.cache.put(key, args["transformer_options"].get("cond_or_uncond", [0]),
-                      (k.index_select(2, run.other_tok), v.index_select(2, run.other_tok)))
+        run.store_context(key, args["transformer_options"], None, k, v, dim=2)  # K/V are [B, heads, rows, head_dim]
         return out
 
     def keyframe_block(self, key: BlockKey, args: dict, run) -> dict:
@@ -179,7 +178,7 @@ class HunyuanVideoAdapter:
             rows = run.rope["key"].to(pe.device).expand(pe.shape[0], *run.rope["key"].shape[1:])
             run.call["pe"] = torch.cat((rows, pe[:, :, n_key:]), dim=2)
         x = args["img"]
-        ctx = run.cache.get(key, args["transformer_options"].get("cond_or_uncond", [0]), x.device, x.dtype)
+        ctx = run.load_context(key, args["transformer_options"], x)
         return self._forward(key, args, run, run.call["pe"], n_key, ctx)[0]
 
 

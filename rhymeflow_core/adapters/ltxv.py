@@ -156,24 +156,15 @@ class LTXVAdapter:
             run.rope["key"], run.rope["other"] = pe_rows(args["pe"], run.key_tok), pe_rows(args["pe"], run.other_tok)
         out, k, v = self.block_forward(run.dit.transformer_blocks[i], x, args["vec"], args["pe"], args["txt"],
                                        args["attention_mask"], to)
-        branches = to.get("cond_or_uncond", [0])
-        if run.context_mode == "kv":
-            run.cache.put(i, branches, (k[:, run.other_tok], v[:, run.other_tok]))
-        else:
-            run.cache.put(i, branches, (x[:, run.other_tok],))
+        run.store_context(i, to, x, k, v)
         return {"img": out}
 
     def keyframe_block(self, key: BlockKey, args: dict, run) -> dict:
         to = args["transformer_options"]
         i = key[1]
         block, x, vec = run.dit.transformer_blocks[i], args["img"], args["vec"]
-        branches = to.get("cond_or_uncond", [0])
-        if run.context_mode == "kv":
-            k_ctx, v_ctx = run.cache.get(i, branches, x.device, x.dtype)
-        else:
-            (h,) = run.cache.get(i, branches, x.device, x.dtype)
-            other = pe_batch(run.rope["other"], h.shape[0])
-            k_ctx, v_ctx = self.kv_from_hidden(block, h, vec, other) if h.shape[1] else (h, h)
+        k_ctx, v_ctx = run.load_context(
+            i, to, x, lambda h: self.kv_from_hidden(block, h, vec, pe_batch(run.rope["other"], h.shape[0])))
         out = self.keyframe_block_forward(block, x, vec, pe_batch(run.rope["key"], x.shape[0]), args["txt"],
                                           args["attention_mask"], k_ctx, v_ctx, to)
         return {"img": out}

@@ -134,14 +134,14 @@ class MochiAdapter:
         if i == 0:
             run.rope["cos"], run.rope["sin"] = cos.index_select(0, run.key_tok), sin.index_select(0, run.key_tok)
         x, y, k, v = self.block_forward(run.dit.blocks[i], args["img"], args["vec"], args["txt"], cos, sin, args["num_tokens"], to)
-        run.cache.put(i, to.get("cond_or_uncond", [0]), (k[:, run.other_tok], v[:, run.other_tok]))
+        run.store_context(i, to, args["img"], k, v)
         return {"img": x, "txt": y}
 
     def keyframe_block(self, key: BlockKey, args: dict, run) -> dict:
         to = args["transformer_options"]
         i = key[1]
         x = args["img"]
-        kv_ctx = run.cache.get(i, to.get("cond_or_uncond", [0]), x.device, x.dtype)
+        kv_ctx = run.load_context(i, to, x)
         x, y, _, _ = self.block_forward(run.dit.blocks[i], x, args["vec"], args["txt"], run.rope["cos"], run.rope["sin"],
                                         args["num_tokens"], to, kv_ctx)
         return {"img": x, "txt": y}

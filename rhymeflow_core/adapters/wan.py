@@ -148,23 +148,14 @@ class WanAdapter:
         if i == 0:
             run.rope["key"], run.rope["other"] = args["pe"][:, run.key_tok], args["pe"][:, run.other_tok]
         out, k, v = self.block_forward(run.dit.blocks[i], x, args["vec"], args["pe"], args["txt"], to, run.call["context_img_len"])
-        branches = to.get("cond_or_uncond", [0])
-        if run.context_mode == "kv":
-            run.cache.put(i, branches, (k[:, run.other_tok], v[:, run.other_tok]))
-        else:
-            run.cache.put(i, branches, (x[:, run.other_tok],))
+        run.store_context(i, to, x, k, v)
         return {"img": out}
 
     def keyframe_block(self, key: BlockKey, args: dict, run) -> dict:
         to = args["transformer_options"]
         i = key[1]
         block, x, e0 = run.dit.blocks[i], args["img"], args["vec"]
-        branches = to.get("cond_or_uncond", [0])
-        if run.context_mode == "kv":
-            k_ctx, v_ctx = run.cache.get(i, branches, x.device, x.dtype)
-        else:
-            (h,) = run.cache.get(i, branches, x.device, x.dtype)
-            k_ctx, v_ctx = self.kv_from_hidden(block, h, e0, run.rope["other"]) if h.shape[1] else (h, h)
+        k_ctx, v_ctx = run.load_context(i, to, x, lambda h: self.kv_from_hidden(block, h, e0, run.rope["other"]))
         return {"img": self.keyframe_block_forward(block, x, e0, run.rope["key"], args["txt"], k_ctx, v_ctx, to, run.call["context_img_len"])}
 
 
