@@ -119,3 +119,23 @@ def pack_import(comfyui):
         sys.modules[PACK_NAME] = module
         spec.loader.exec_module(module)
     return lambda path: importlib.import_module(f"{PACK_NAME}.{path}")
+
+
+@pytest.fixture(scope="session")
+def pack(pack_import) -> types.SimpleNamespace:
+    """The pack's modules and nodes the tests here use, imported as ComfyUI imports the pack."""
+    return types.SimpleNamespace(
+        glue=pack_import("nodes.glue"),
+        patch=pack_import("rhymeflow_core.patch"),
+        presets=pack_import("rhymeflow_core.presets"),
+        schedule=pack_import("rhymeflow_core.schedule"),
+        adapters=pack_import("rhymeflow_core.adapters"),
+        asymrnr=pack_import("rhymeflow_core.asymrnr"),
+        asym=pack_import("nodes.asymrnr_node"),
+        tb=pack_import("nodes.testbed_nodes"),
+        kf_node=pack_import("nodes.keyframes_node").RhymeFlowKeyframes,
+        sampler_node=pack_import("nodes.sampler_node").RhymeFlowAsyncSampler,
+        patch_node=pack_import("nodes.patch_node").RhymeFlowProjectionPatch,
+        stats_node=pack_import("nodes.stats_node").RhymeFlowStats,
+        compare_node=pack_import("nodes.compare_node").RhymeFlowCompare,
+    )

@@ -25,22 +25,6 @@ H = W = 8  # latent 8x8 -> 16 tokens per frame, 80 video tokens at 5 frames
 
 
 @pytest.fixture(scope="module")
-def pack(pack_import):
-    """The pack as ComfyUI loads it (see conftest's ``pack_import``)."""
-
-    class Pack:
-        asym = pack_import("nodes.asymrnr_node")
-        core = pack_import("rhymeflow_core.asymrnr")
-        glue = pack_import("nodes.glue")
-        kf_node = pack_import("nodes.keyframes_node").RhymeFlowKeyframes
-        sampler_node = pack_import("nodes.sampler_node").RhymeFlowAsyncSampler
-        patch_node = pack_import("nodes.patch_node").RhymeFlowProjectionPatch
-        tb = pack_import("nodes.testbed_nodes")
-
-    return Pack
-
-
-@pytest.fixture(scope="module")
 def wan(comfyui, tmp_path_factory):
     from rhymeflow_core.testbed.wan_dit import WanConfig, WanModel
 
@@ -154,7 +138,7 @@ def test_input_model_is_never_mutated(pack, wan):
     assert _snapshot(wan) == before and wan.model_options == options_copy
     assert pack.asym.state_of(wan) is None
     to = m.model_options["transformer_options"]
-    assert isinstance(to["asymrnr"], pack.core.AsymRnRState)
+    assert isinstance(to["asymrnr"], pack.asymrnr.AsymRnRState)
     assert to["optimized_attention_override"].asymrnr_state is to["asymrnr"]
     assert list(m.wrappers["outer_sample"]) == ["asymrnr"] and list(m.wrappers["diffusion_model"]) == ["asymrnr"]
     _sample(pack, m)
@@ -228,7 +212,7 @@ def _schedule_file(pack, blocks: int) -> Path:
         import tempfile
 
         path = Path(tempfile.mkdtemp()) / f"s{blocks}.json"
-        pack.core.ReductionSchedule.uniform(blocks, 4, q=0.5, kv=0.4).save(path)
+        pack.asymrnr.ReductionSchedule.uniform(blocks, 4, q=0.5, kv=0.4).save(path)
         _FILES[blocks] = path
     return _FILES[blocks]
 

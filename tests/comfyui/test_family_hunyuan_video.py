@@ -64,21 +64,6 @@ def _check(pack, patcher, inputs: Inputs, keyframes=KEYFRAMES) -> dict:
 
 
 @pytest.fixture(scope="module")
-def pack(pack_import):
-    class Pack:
-        glue = pack_import("nodes.glue")
-        patch = pack_import("rhymeflow_core.patch")
-        schedule = pack_import("rhymeflow_core.schedule")
-        adapter = pack_import("rhymeflow_core.adapters.hunyuan_video")
-        patch_node = pack_import("nodes.patch_node").RhymeFlowProjectionPatch
-        kf_node = pack_import("nodes.keyframes_node").RhymeFlowKeyframes
-        sampler_node = pack_import("nodes.sampler_node").RhymeFlowAsyncSampler
-        stats_node = pack_import("nodes.stats_node").RhymeFlowStats
-
-    return Pack
-
-
-@pytest.fixture(scope="module")
 def t2v(comfyui):
     return _load(comfyui, _tiny_state_dict(comfyui, 0), "HunyuanVideo")
 
@@ -261,5 +246,5 @@ def test_real_size_dims_match_family_dims(comfyui, pack):
     expected, shift = pack.schedule.FAMILY_DIMS["hunyuan_video-720p"]
     assert model.model_sampling.shift == shift
     x = torch.empty(1, 16, 33, 90, 160, device="meta")  # 1280x720, 129 frames through the 4x8x8 VAE
-    dims = pack.adapter.comfyui_adapter().model_dims(dit, x, expected.text_tokens)  # text length is the prompt's, not the model's
+    dims = pack.adapters.comfyui_adapter(dit).model_dims(dit, x, expected.text_tokens)  # text length is the prompt's, not the model's
     assert dataclasses.replace(dims, name=expected.name) == expected

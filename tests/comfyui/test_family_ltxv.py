@@ -74,15 +74,6 @@ def _first_frame_mask(strength: float = 1.0) -> torch.Tensor:
     return comfy.sampler_helpers.prepare_mask(mask, (1, CHANNELS, FRAMES, H, W), torch.device("cpu"))
 
 
-@pytest.fixture(scope="module")
-def pack(pack_import):
-    class Pack:
-        glue = pack_import("nodes.glue")
-        patch = pack_import("rhymeflow_core.patch")
-
-    return Pack
-
-
 def test_ltxv_t2v(comfyui, pack):
     patcher = _load(comfyui, 0)
     assert not patcher.model.diffusion_model.causal_temporal_positioning
@@ -152,20 +143,6 @@ STEPS = 12
 PIXELS = dict(width=32 * W, height=32 * H, length=8 * (FRAMES - 1) + 1)  # LTX VAE 8x32x32 -> the FRAMES x H x W latent
 
 
-@pytest.fixture(scope="module")
-def nodes(pack_import):
-    class Nodes:
-        glue = pack_import("nodes.glue")
-        presets = pack_import("rhymeflow_core.presets")
-        schedule = pack_import("rhymeflow_core.schedule")
-        patch = pack_import("nodes.patch_node").RhymeFlowProjectionPatch
-        keyframes = pack_import("nodes.keyframes_node").RhymeFlowKeyframes
-        sampler = pack_import("nodes.sampler_node").RhymeFlowAsyncSampler
-        stats = pack_import("nodes.stats_node").RhymeFlowStats
-
-    return Nodes
-
-
 def _conditioning(seed: int):
     """CLIPTextEncode's output for LTX-Video's T5-XXL (cond, pooled_output None, attention_mask), through LTXVConditioning."""
     from comfy_extras.nodes_lt import LTXVConditioning
@@ -189,43 +166,43 @@ def _sample(model, sampler, latent: dict, conds) -> torch.Tensor:
     return guider.sample(noise, latent["samples"], sampler, sigmas, denoise_mask=latent.get("noise_mask"), disable_pbar=True, seed=0)
 
 
-def _whole_run(nodes, patcher, latent: dict, conds, context_mode: str, strategy: str, budget: int) -> torch.Tensor:
+def _whole_run(pack, patcher, latent: dict, conds, context_mode: str, strategy: str, budget: int) -> torch.Tensor:
     """RhymeFlow nodes around ComfyUI's CFGGuider; checks what every run must satisfy and returns its output."""
     import comfy.samplers
 
-    patched = nodes.patch.execute(patcher, context_mode=context_mode, placement="device", cache_dtype="auto").args[0]
+    patched = pack.patch_node.execute(patcher, context_mode=context_mode, placement="device", cache_dtype="auto").args[0]
     euler = comfy.samplers.sampler_object("euler")
     assert torch.equal(_sample(patched, euler, latent, conds), _sample(patcher, euler, latent, conds)), \
         "the patch must be inert outside RhymeFlow runs"
-    plan = nodes.keyframes.execute(strategy=strategy, budget=budget, threshold=0.98, manual="", force_first=True, force_last=True).args[0]
-    sampler = nodes.sampler.execute(keyframes=plan, preset="paper", warmup=5, n_small=2, n_large=3, keyframe_solver="euler",
+    plan = pack.kf_node.execute(strategy=strategy, budget=budget, threshold=0.98, manual="", force_first=True, force_last=True).args[0]
+    sampler = pack.sampler_node.execute(keyframes=plan, preset="paper", warmup=5, n_small=2, n_large=3, keyframe_solver="euler",
                                     projection="quadratic").args[0]
     out = _sample(patched, sampler, latent, conds)
     assert out.shape == latent["samples"].shape
     assert torch.isfinite(out).all()
-    holder = nodes.glue.holder_of(patched)
+    holder = pack.glue.holder_of(patched)
     assert holder.run is None, "run state must not outlive the run"
     stats = holder.last_stats
     sigmas = comfy.samplers.calculate_sigmas(patcher.get_model_object("model_sampling"), "simple", STEPS)
-    cfg = nodes.presets.preset_schedule("paper", sigmas, "ltxv")
-    expected = nodes.schedule.build_step_map(FRAMES, STEPS, cfg, stats["keyframes"])
+    cfg = pack.presets.preset_schedule("paper", sigmas, "ltxv")
+    expected = pack.schedule.build_step_map(FRAMES, STEPS, cfg, stats["keyframes"])
     assert stats["keyframe_passes"] > 0 and stats["full_passes"] == cfg.warmup + len(expected.groups)
     assert torch.equal(torch.tensor(stats["roles"], dtype=torch.uint8), expected.roles), stats["roles"]
-    speedup = nodes.stats.execute(patched, {"samples": out}).ui["rhymeflow_stats"][0]["flop_speedup"]
+    speedup = pack.stats_node.execute(patched, {"samples": out}).ui["rhymeflow_stats"][0]["flop_speedup"]
     assert math.isfinite(speedup) and speedup > 1.0
     return out
 
 
 @pytest.mark.parametrize("context_mode", ["kv", "hidden"])
-def test_ltxv_t2v_whole_run(comfyui, nodes, context_mode):
+def test_ltxv_t2v_whole_run(comfyui, pack, context_mode):
     """Text-to-video through ComfyUI's sampling: EmptyLTXVLatentVideo, T5 conds with frame_rate and attention mask."""
     from comfy_extras.nodes_lt import EmptyLTXVLatentVideo
 
     latent = EmptyLTXVLatentVideo.execute(**PIXELS, batch_size=1).args[0]
-    _whole_run(nodes, _load(comfyui, 10), latent, _conditioning(11), context_mode, "uniform", 2)
+    _whole_run(pack, _load(comfyui, 10), latent, _conditioning(11), context_mode, "uniform", 2)
 
 
-def test_ltxv_i2v_whole_run_keeps_the_image_frame(comfyui, nodes):
+def test_ltxv_i2v_whole_run_keeps_the_image_frame(comfyui, pack):
     """Image-to-video with ComfyUI's own LTXVImgToVideo: its latent and first-frame noise_mask, per-token timesteps.
 
     The node (like LTXVImgToVideoInplace) needs a VAE only for ``vae.encode(image)``; a stand-in returns a fixed
@@ -240,14 +217,14 @@ def test_ltxv_i2v_whole_run_keeps_the_image_frame(comfyui, nodes):
     image = torch.rand(1, PIXELS["height"], PIXELS["width"], 3, generator=torch.Generator().manual_seed(13))
     pos, neg, latent = LTXVImgToVideo.execute(*_conditioning(14), image, vae, **PIXELS, batch_size=1, strength=1.0).args
     assert latent["noise_mask"].flatten().tolist() == [0.0] + [1.0] * (FRAMES - 1)
-    out = _whole_run(nodes, _load(comfyui, 15, SPLIT_ROPE), latent, (pos, neg), "kv", "semantic", 3)
+    out = _whole_run(pack, _load(comfyui, 15, SPLIT_ROPE), latent, (pos, neg), "kv", "semantic", 3)
     assert torch.allclose(out[:, :, :1], image_latent, atol=1e-5), "the image frame must come out as the image's latent"
 
 
 # ----------------------------------------------------------------------------------------------- real sizes
 
 @pytest.mark.parametrize("name, layers, width", [("ltxv-2b-768x512", 28, 2048), ("ltxv-13b-768x512", 48, 4096)])
-def test_flop_dims_of_the_real_models(comfyui, pack_import, name, layers, width):
+def test_flop_dims_of_the_real_models(comfyui, pack, name, layers, width):
     """The README's FLOP-ideal figures use ``FAMILY_DIMS``; the adapter must read the same numbers off ComfyUI's
     real-size model. ComfyUI sizes LTXVModel from the checkpoint's keys alone (block count; ``attn2.to_k`` is
     ``[32 heads x head dim, cross_attention_dim]``), so detection runs on those keys of the released checkpoints
@@ -260,8 +237,6 @@ def test_flop_dims_of_the_real_models(comfyui, pack_import, name, layers, width)
     import comfy.text_encoders.lt
     import comfy.samplers
 
-    schedule = pack_import("rhymeflow_core.schedule")
-    adapters = pack_import("rhymeflow_core.adapters")
     meta = {"adaln_single.emb.timestep_embedder.linear_1.bias": torch.empty(width, device="meta"),
             "transformer_blocks.0.attn2.to_k.weight": torch.empty(width, width, device="meta")}
     meta |= {f"transformer_blocks.{i}.attn1.to_q.weight": torch.empty(width, width, device="meta") for i in range(layers)}
@@ -269,8 +244,8 @@ def test_flop_dims_of_the_real_models(comfyui, pack_import, name, layers, width)
     dm = config.get_model(meta, device="meta").diffusion_model
     assert type(dm).__name__ == "LTXVModel" and next(dm.parameters()).is_meta
     text_tokens = len(comfy.text_encoders.lt.LTXVT5Tokenizer().tokenize_with_weights("a red fox in the snow")["t5xxl"][0])
-    got = adapters.comfyui_adapter(dm).model_dims(dm, torch.empty(1, 128, 16, 16, 24, device="meta"), text_tokens)
-    expected, shift = schedule.FAMILY_DIMS[name]
+    got = pack.adapters.comfyui_adapter(dm).model_dims(dm, torch.empty(1, 128, 16, 16, 24, device="meta"), text_tokens)
+    expected, shift = pack.schedule.FAMILY_DIMS[name]
     assert dataclasses.replace(got, name=name) == expected
     # LTX samples Flux-style (ComfyUI's 2.37 is mu): FAMILY_DIMS' shift must give ComfyUI's own simple-scheduler sigmas
     # (to the 1000-step table's resolution; ComfyUI's Flux table has 10000 steps, which moves the last sigmas by < 0.004)

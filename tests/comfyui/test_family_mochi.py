@@ -73,21 +73,6 @@ def _inputs(seed: int, batch: int = 1, branches: tuple[int, ...] = (0,)) -> Inpu
     return Inputs(x=x, sigma=torch.full((batch,), 0.7), kwargs=kw, text_tokens=TEXT_LEN, branches=branches)
 
 
-@pytest.fixture(scope="module")
-def pack(pack_import):
-    class Pack:
-        glue = pack_import("nodes.glue")
-        patch = pack_import("rhymeflow_core.patch")
-        schedule = pack_import("rhymeflow_core.schedule")
-        adapters = pack_import("rhymeflow_core.adapters")
-        patch_node = pack_import("nodes.patch_node").RhymeFlowProjectionPatch
-        kf_node = pack_import("nodes.keyframes_node").RhymeFlowKeyframes
-        sampler_node = pack_import("nodes.sampler_node").RhymeFlowAsyncSampler
-        stats_node = pack_import("nodes.stats_node").RhymeFlowStats
-
-    return Pack
-
-
 def test_mochi_t2v_padded_text(pack, patcher):
     print(check_adapter(pack, patcher, _inputs(1), KEYFRAMES, context_modes=("kv",), text_rows=VALID_TEXT))
 

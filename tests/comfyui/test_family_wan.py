@@ -46,15 +46,6 @@ def _inputs(in_dim: int, out_dim: int, seed: int, image_tokens: int = 0, **kwarg
     return Inputs(x=x, sigma=torch.tensor([0.7]), kwargs=kw, text_tokens=TEXT_LEN + image_tokens)
 
 
-@pytest.fixture(scope="module")
-def pack(pack_import):
-    class Pack:
-        glue = pack_import("nodes.glue")
-        patch = pack_import("rhymeflow_core.patch")
-
-    return Pack
-
-
 def test_wan21_t2v(comfyui, pack):
     patcher = _load(comfyui, _tiny_state_dict(comfyui, 0))
     assert type(patcher.model.model_config).__name__ == "WAN21_T2V"
@@ -101,18 +92,6 @@ def test_wan_refuses_time_concat_reference_frames(comfyui, pack):
 
 # ----------------------------------------------------------------------------------------------- whole runs
 
-@pytest.fixture(scope="module")
-def nodes(pack_import):
-    class Nodes:
-        glue = pack_import("nodes.glue")
-        patch = pack_import("nodes.patch_node").RhymeFlowProjectionPatch
-        keyframes = pack_import("nodes.keyframes_node").RhymeFlowKeyframes
-        sampler = pack_import("nodes.sampler_node").RhymeFlowAsyncSampler
-        stats = pack_import("nodes.stats_node").RhymeFlowStats
-
-    return Nodes
-
-
 def _sample(comfyui, model, sampler, latent, conds, denoise_mask=None):
     import comfy.sample
     import comfy.samplers
@@ -125,28 +104,28 @@ def _sample(comfyui, model, sampler, latent, conds, denoise_mask=None):
     return guider.sample(noise, latent, sampler, sigmas, denoise_mask=denoise_mask, disable_pbar=True, seed=0)
 
 
-def _rhymeflow(nodes):
-    plan = nodes.keyframes.execute(strategy="uniform", budget=2, threshold=0.98, manual="", force_first=True,
-                                   force_last=True).args[0]
-    return nodes.sampler.execute(keyframes=plan, preset="paper", warmup=2, n_small=2, n_large=3,
-                                 keyframe_solver="euler", projection="quadratic").args[0]
+def _rhymeflow(pack):
+    plan = pack.kf_node.execute(strategy="uniform", budget=2, threshold=0.98, manual="", force_first=True,
+                                force_last=True).args[0]
+    return pack.sampler_node.execute(keyframes=plan, preset="paper", warmup=2, n_small=2, n_large=3,
+                                     keyframe_solver="euler", projection="quadratic").args[0]
 
 
-def _whole_run(comfyui, nodes, patcher, latent, conds, denoise_mask=None) -> torch.Tensor:
+def _whole_run(comfyui, pack, patcher, latent, conds, denoise_mask=None) -> torch.Tensor:
     """RhymeFlow through ComfyUI's CFGGuider; checks what every run must satisfy and returns the output."""
     import comfy.samplers
 
-    patched = nodes.patch.execute(patcher, context_mode="kv", placement="device", cache_dtype="auto").args[0]
+    patched = pack.patch_node.execute(patcher, context_mode="kv", placement="device", cache_dtype="auto").args[0]
     euler = comfy.samplers.sampler_object("euler")
     assert torch.equal(_sample(comfyui, patched, euler, latent, conds, denoise_mask),
                        _sample(comfyui, patcher, euler, latent, conds, denoise_mask)), "the patch must be inert outside RhymeFlow"
-    out = _sample(comfyui, patched, _rhymeflow(nodes), latent, conds, denoise_mask)
-    holder = nodes.glue.holder_of(patched)
+    out = _sample(comfyui, patched, _rhymeflow(pack), latent, conds, denoise_mask)
+    holder = pack.glue.holder_of(patched)
     stats = holder.last_stats
     assert out.shape == latent.shape and torch.isfinite(out).all()
     assert holder.run is None and stats["keyframe_passes"] > 0 and len(stats["roles"]) == latent.shape[2]
     assert stats["full_passes"] == stats["schedule"]["warmup"] + sum(1 for s in range(12) if stats["roles"][1][s] == 1)
-    ui = nodes.stats.execute(patched, {"samples": out}).ui["rhymeflow_stats"][0]
+    ui = pack.stats_node.execute(patched, {"samples": out}).ui["rhymeflow_stats"][0]
     assert 1.0 < ui["flop_speedup"] < 10
     return out
 
@@ -156,7 +135,7 @@ def _text(seed: int):
     return [[torch.randn(1, TEXT_LEN, TEXT_DIM, generator=g), {}]]
 
 
-def test_wan21_i2v_whole_run_with_clip_tokens_and_image_latent(comfyui, nodes):
+def test_wan21_i2v_whole_run_with_clip_tokens_and_image_latent(comfyui, pack):
     """Conditioning as WanImageToVideo builds it (image latent + mask on channels, CLIP vision tokens)."""
     import types
 
@@ -169,17 +148,17 @@ def test_wan21_i2v_whole_run_with_clip_tokens_and_image_latent(comfyui, nodes):
     clip = types.SimpleNamespace(penultimate_hidden_states=torch.randn(1, 257, 1280, generator=g))
     extra = {"concat_latent_image": image, "concat_mask": mask, "clip_vision_output": clip}
     conds = [[[t, dict(d, **extra)] for t, d in _text(s)] for s in (12, 13)]
-    _whole_run(comfyui, nodes, patcher, torch.zeros(1, 16, FRAMES, H, W), conds)
+    _whole_run(comfyui, pack, patcher, torch.zeros(1, 16, FRAMES, H, W), conds)
 
 
-def test_wan22_ti2v_whole_run_keeps_the_first_frame(comfyui, nodes):
+def test_wan22_ti2v_whole_run_keeps_the_first_frame(comfyui, pack):
     """Wan22ImageToVideoLatent: the image's latent in frame 0 and a noise mask that keeps it (per-frame timesteps)."""
     patcher = _load(comfyui, _tiny_state_dict(comfyui, 8, in_dim=48, out_dim=48))
     latent = torch.zeros(1, 48, FRAMES, H, W)
     latent[:, :, :1] = torch.randn(1, 48, 1, H, W, generator=torch.Generator().manual_seed(14))
     mask = torch.ones(1, 1, FRAMES, H, W)
     mask[:, :, :1] = 0.0
-    out = _whole_run(comfyui, nodes, patcher, latent, [_text(15), _text(16)], denoise_mask=mask)
+    out = _whole_run(comfyui, pack, patcher, latent, [_text(15), _text(16)], denoise_mask=mask)
     assert torch.allclose(out[:, :, 0], latent[:, :, 0], atol=1e-5), "the conditioning frame must stay the image"
 
 

@@ -14,28 +14,8 @@ import torch
 from safetensors.torch import save_file
 
 
-
 STEPS = 10
 H = W = 8  # latent 8x8 -> 16 tokens per frame
-
-
-@pytest.fixture(scope="module")
-def pack(pack_import):
-    """The pack as ComfyUI loads it (see conftest's ``pack_import``)."""
-
-    class Pack:
-        core = pack_import("rhymeflow_core")
-        keyframes = pack_import("rhymeflow_core.keyframes")
-        patch = pack_import("rhymeflow_core.patch")
-        glue = pack_import("nodes.glue")
-        kf_node = pack_import("nodes.keyframes_node").RhymeFlowKeyframes
-        sampler_node = pack_import("nodes.sampler_node").RhymeFlowAsyncSampler
-        patch_node = pack_import("nodes.patch_node").RhymeFlowProjectionPatch
-        stats_node = pack_import("nodes.stats_node").RhymeFlowStats
-        compare_node = pack_import("nodes.compare_node").RhymeFlowCompare
-        tb = pack_import("nodes.testbed_nodes")
-
-    return Pack
 
 
 @pytest.fixture(scope="module")
