@@ -27,6 +27,7 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
 
 THIS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = THIS_DIR.parents[1]
@@ -119,6 +120,23 @@ def pack_import(comfyui):
         sys.modules[PACK_NAME] = module
         spec.loader.exec_module(module)
     return lambda path: importlib.import_module(f"{PACK_NAME}.{path}")
+
+
+@pytest.fixture(scope="session")
+def tiny_wan(comfyui):
+    """``tiny_wan(path, seed, **WanConfig fields)``: a seeded random test-bed Wan 2.1 T2V DiT saved as safetensors at
+    ``path`` and loaded with ``load_diffusion_model`` (what UNETLoader calls), so nothing waits for the trained checkpoint."""
+    from safetensors.torch import save_file
+
+    from rhymeflow_core.testbed.wan_dit import WanConfig, WanModel
+
+    def make(path: Path, seed: int, **cfg):
+        torch.manual_seed(seed)
+        ref = WanModel(WanConfig(**cfg)).eval()
+        save_file({k: v.detach().contiguous() for k, v in ref.state_dict().items()}, str(path))
+        return comfyui.sd.load_diffusion_model(str(path))
+
+    return make
 
 
 @pytest.fixture(scope="session")

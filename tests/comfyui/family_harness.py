@@ -34,6 +34,15 @@ class Inputs:
     branches: tuple[int, ...] = (0,)
 
 
+def random_state_dict(dm: torch.nn.Module, scale: float = 0.2) -> dict:
+    """N(0, scale) weights (from the global torch seed) for a model built with ComfyUI's no-init operations,
+    as the state dict a checkpoint file would hold."""
+    with torch.no_grad():
+        for p in dm.parameters():
+            p.copy_(torch.randn_like(p) * scale)
+    return {k: v.contiguous() for k, v in dm.state_dict().items()}
+
+
 def _options(patcher) -> dict:
     """transformer_options as ComfyUI's sampler builds them: the MODEL's options plus its wrappers."""
     import comfy.patcher_extension

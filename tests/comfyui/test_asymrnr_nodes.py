@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 STEPS = 10
 FRAMES = 5
@@ -25,14 +24,8 @@ H = W = 8  # latent 8x8 -> 16 tokens per frame, 80 video tokens at 5 frames
 
 
 @pytest.fixture(scope="module")
-def wan(comfyui, tmp_path_factory):
-    from rhymeflow_core.testbed.wan_dit import WanConfig, WanModel
-
-    torch.manual_seed(0)
-    ref = WanModel(WanConfig(dim=256, ffn_dim=256, num_layers=2)).eval()
-    path = tmp_path_factory.mktemp("wan") / "tiny_wan.safetensors"
-    save_file({k: v.detach().contiguous() for k, v in ref.state_dict().items()}, str(path))
-    return comfyui.sd.load_diffusion_model(str(path))
+def wan(tiny_wan, tmp_path_factory):
+    return tiny_wan(tmp_path_factory.mktemp("wan") / "tiny_wan.safetensors", 0, dim=256, ffn_dim=256, num_layers=2)
 
 
 @pytest.fixture

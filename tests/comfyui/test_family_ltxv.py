@@ -22,7 +22,7 @@ import math
 import pytest
 import torch
 
-from .family_harness import Inputs, check_adapter
+from .family_harness import Inputs, check_adapter, random_state_dict
 
 HEAD_DIM, LAYERS, CHANNELS, CAPTION, TEXT_LEN = 8, 2, 128, 4096, 7  # detection: 32 heads, 128 channels, 4096 caption dims
 FRAMES, H, W = 5, 3, 4  # latent; patch size 1 -> 12 tokens per frame
@@ -38,10 +38,7 @@ def _tiny_state_dict(seed: int) -> dict:
     dm = comfy.ldm.lightricks.model.LTXVModel(in_channels=CHANNELS, cross_attention_dim=32 * HEAD_DIM, attention_head_dim=HEAD_DIM,
                                               num_attention_heads=32, caption_channels=CAPTION, num_layers=LAYERS,
                                               operations=comfy.ops.disable_weight_init)
-    with torch.no_grad():
-        for p in dm.parameters():
-            p.copy_(torch.randn_like(p) * 0.2)
-    return {k: v.contiguous() for k, v in dm.state_dict().items()}
+    return random_state_dict(dm)
 
 
 def _load(comfyui, seed: int, metadata: dict | None = None):

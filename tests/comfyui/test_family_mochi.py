@@ -20,7 +20,7 @@ from collections import Counter
 import pytest
 import torch
 
-from .family_harness import AttentionSpy, Inputs, block_flops, check_adapter
+from .family_harness import AttentionSpy, Inputs, block_flops, check_adapter, random_state_dict
 
 SIZES = dict(depth=2, num_heads=2, hidden_size_x=256, hidden_size_y=128, mlp_ratio_x=48.0, t5_feat_dim=64)
 FRAMES, H, W = 5, 4, 6  # latent; 2x2 patches -> 6 tokens per frame
@@ -35,10 +35,7 @@ def _tiny_state_dict(comfyui, seed: int) -> dict:
     torch.manual_seed(seed)
     dm = mochi.AsymmDiTJoint(operations=comfy.ops.disable_weight_init, patch_size=2, in_channels=12, learn_sigma=False,
                              qk_norm=True, qkv_bias=False, out_bias=True, use_t5=True, timestep_scale=1000.0, **SIZES)
-    with torch.no_grad():
-        for p in dm.parameters():
-            p.copy_(torch.randn_like(p) * 0.2)
-    return {k: v.contiguous() for k, v in dm.state_dict().items()}
+    return random_state_dict(dm)
 
 
 def _load(comfyui, sd: dict):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from .family_harness import Inputs, check_adapter
+from .family_harness import Inputs, check_adapter, random_state_dict
 
 DIM, LAYERS, FFN, TEXT_DIM, TEXT_LEN = 256, 2, 512, 4096, 6  # ComfyUI detects heads = dim // 128
 FRAMES, H, W = 5, 4, 6  # latent; 2x2 patches -> 6 tokens per frame
@@ -25,10 +25,7 @@ def _tiny_state_dict(comfyui, seed: int, **kw) -> dict:
     cfg = dict(model_type="t2v", patch_size=(1, 2, 2), in_dim=16, dim=DIM, ffn_dim=FFN, freq_dim=256, text_dim=TEXT_DIM,
                out_dim=16, num_heads=DIM // 128, num_layers=LAYERS, qk_norm=True, cross_attn_norm=True) | kw
     dm = comfyui.wan.WanModel(operations=comfy.ops.disable_weight_init, **cfg)
-    with torch.no_grad():
-        for p in dm.parameters():
-            p.copy_(torch.randn_like(p) * 0.2)
-    return {k: v.contiguous() for k, v in dm.state_dict().items()}
+    return random_state_dict(dm)
 
 
 def _load(comfyui, sd: dict):

@@ -11,23 +11,19 @@ import copy
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 
 STEPS = 10
 H = W = 8  # latent 8x8 -> 16 tokens per frame
 
 
-@pytest.fixture(scope="module")
-def wan(comfyui, tmp_path_factory):
-    """A tiny random Wan 2.1 T2V ModelPatcher (2 blocks, dim 128)."""
-    from rhymeflow_core.testbed.wan_dit import WanConfig, WanModel
+TINY = {"dim": 128, "ffn_dim": 256, "num_layers": 2}
 
-    torch.manual_seed(0)
-    ref = WanModel(WanConfig(dim=128, ffn_dim=256, num_layers=2)).eval()
-    path = tmp_path_factory.mktemp("wan") / "tiny_wan.safetensors"
-    save_file({k: v.detach().contiguous() for k, v in ref.state_dict().items()}, str(path))
-    return comfyui.sd.load_diffusion_model(str(path))
+
+@pytest.fixture(scope="module")
+def wan(tiny_wan, tmp_path_factory):
+    """A tiny random Wan 2.1 T2V ModelPatcher (2 blocks, dim 128)."""
+    return tiny_wan(tmp_path_factory.mktemp("wan") / "tiny_wan.safetensors", 0, **TINY)
 
 
 def _conds(pack, cls="discs"):
@@ -287,22 +283,13 @@ def test_compare_node(pack):
 
 # ----------------------------------------------------------------------------------------------- Wan 2.2 A14B experts
 
-def _tiny_wan(comfyui, path, seed: int):
-    from rhymeflow_core.testbed.wan_dit import WanConfig, WanModel
-
-    torch.manual_seed(seed)
-    ref = WanModel(WanConfig(dim=128, ffn_dim=256, num_layers=2)).eval()
-    save_file({k: v.detach().contiguous() for k, v in ref.state_dict().items()}, str(path))
-    return comfyui.sd.load_diffusion_model(str(path))
-
-
-def test_two_experts_sync_cleanly_at_the_switch_and_share_one_step_map(pack, wan, comfyui, tmp_path):
+def test_two_experts_sync_cleanly_at_the_switch_and_share_one_step_map(pack, wan, tiny_wan, comfyui, tmp_path):
     """Wan 2.2 A14B as ComfyUI runs it: the high-noise expert's sampler on sigmas >= 0.875, then the low-noise
     expert's sampler from that latent without new noise (KSamplerAdvanced add_noise=disable / SplitSigmas)."""
     import comfy.sample
     import comfy.samplers
 
-    high, low = _patched(pack, wan), _patched(pack, _tiny_wan(comfyui, tmp_path / "low.safetensors", seed=1))
+    high, low = _patched(pack, wan), _patched(pack, tiny_wan(tmp_path / "low.safetensors", 1, **TINY))
     sigmas = comfy.samplers.calculate_sigmas(wan.get_model_object("model_sampling"), "simple", 24).cpu()
     switch = int((sigmas >= 0.875).sum())
     pos, neg = _conds(pack)
