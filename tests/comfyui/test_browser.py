@@ -21,6 +21,7 @@ Run: ``python -m pytest tests/comfyui/test_browser.py`` with any Python that has
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -217,88 +218,92 @@ def _load_workflow(page, workflow: dict, node_id: int, node_type: str, attempts:
                 raise
 
 
-def _launch(p):
-    return p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-
-
-def test_step_map_widget_planned_realised_and_click(server):
+@contextlib.contextmanager
+def _browser_page(server, log_name: str):
+    """Headless Chromium on the served frontend with the pack's extensions loaded: yields ``(page, console)``;
+    the console (page errors included) is written to ``ARTIFACTS / log_name`` however the test ends."""
     from playwright.sync_api import sync_playwright
 
-    workflow = json.loads(WORKFLOW.read_text())
-    sampler_id = next(n["id"] for n in workflow["nodes"] if n["type"] == SAMPLER)
-    keyframes_id = next(n["id"] for n in workflow["nodes"] if n["type"] == KEYFRAMES)
-    stats_id = next((n["id"] for n in workflow["nodes"] if n["type"] == STATS), None)
     console: list[str] = []
     with sync_playwright() as p:
-        browser = _launch(p)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
         page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
         try:
             _open_page(page, server)
-            _load_workflow(page, workflow, sampler_id, SAMPLER)
-            # Bring the sampler into view so its DOM widget is laid out and drawn.
-            page.evaluate(
-                """(id) => { const app = window.comfyAPI.app.app; const n = app.graph.getNodeById(id);
-                             app.canvas.ds.scale = 1; app.canvas.centerOnNode(n); app.canvas.setDirty(true, true); }""",
-                sampler_id,
-            )
-            page.keyboard.press("Escape")  # close the "missing nodes"/template dialogs the load may open
-            sel = f'{CANVAS}[data-node-id="{sampler_id}"]'
-            _wait(page, f'{sel}[data-view="planned"][data-frames="21"][data-steps="30"]', 120_000)
-            planned = page.eval_on_selector(sel, "c => ({...c.dataset})")
-            assert planned["error"] == "", planned
-            page.screenshot(path=str(ARTIFACTS / "planned.png"))
-
-            prompt_id = _queue(page)
-            _wait(page, f'{sel}[data-view="realised"]', RUN_TIMEOUT_S * 1000)
-            # the Stats node's output (richer stats) may arrive just after the websocket event
-            page.wait_for_timeout(1500)
-            page.evaluate(
-                """(id) => { const app = window.comfyAPI.app.app; app.canvas.centerOnNode(app.graph.getNodeById(id));
-                             app.canvas.setDirty(true, true); }""",
-                sampler_id,
-            )
-            page.wait_for_timeout(500)
-            realised = page.eval_on_selector(sel, "c => ({...c.dataset})")
-            page.screenshot(path=str(ARTIFACTS / "realised.png"))
-            page.eval_on_selector(sel, "c => c.toDataURL('image/png')")  # the canvas is readable (not tainted)
-            counts = page.evaluate(COUNT_PIXELS_JS, [sel, {str(k): list(v) for k, v in ROLE_RGB.items()}])
-
-            run = _finished_run(server, prompt_id)
-            assert run["status"]["completed"], run["status"]
-            stats = run["outputs"][str(stats_id)]["rhymeflow_stats"][0] if stats_id is not None else None
-
-            # Click the row of a frame that is not a keyframe: it becomes a manual keyframe.
-            keys = [int(k) for k in realised["keyframes"].split(",") if k]
-            frame = next(f for f in range(int(realised["frames"])) if f not in keys)
-            point = page.evaluate(
-                """async ([sel, frame]) => {
-                     const logic = await import('/extensions/%s/step_map_logic.js');
-                     const c = document.querySelector(sel);
-                     const L = logic.gridLayout(c.clientWidth, c.clientHeight, Number(c.dataset.frames), Number(c.dataset.steps));
-                     const cell = logic.cellRect(L, frame, Math.floor(Number(c.dataset.steps) / 2));
-                     const r = c.getBoundingClientRect();
-                     return { x: r.left + (cell.x + cell.w / 2) * r.width / c.clientWidth,
-                              y: r.top + (cell.y + cell.h / 2) * r.height / c.clientHeight };
-                   }""" % PACK_NAME,
-                [sel, frame],
-            )
-            page.mouse.click(point["x"], point["y"])
-            page.wait_for_timeout(300)
-            widgets = page.evaluate(
-                """(id) => Object.fromEntries(window.comfyAPI.app.app.graph.getNodeById(id).widgets.map(w => [w.name, w.value]))""",
-                keyframes_id,
-            )
-            _wait(page, f'{sel}[data-view="planned"]', 60_000)
-            page.wait_for_function(
-                "([sel, f]) => document.querySelector(sel).dataset.keyframes.split(',').includes(String(f))",
-                arg=[sel, frame], timeout=30_000,
-            )
-            page.screenshot(path=str(ARTIFACTS / "after_click.png"))
+            yield page, console
         finally:
-            (ARTIFACTS / "console.log").write_text("\n".join(console))
+            (ARTIFACTS / log_name).write_text("\n".join(console))
             browser.close()
+
+
+def test_step_map_widget_planned_realised_and_click(server):
+    workflow = json.loads(WORKFLOW.read_text())
+    sampler_id = next(n["id"] for n in workflow["nodes"] if n["type"] == SAMPLER)
+    keyframes_id = next(n["id"] for n in workflow["nodes"] if n["type"] == KEYFRAMES)
+    stats_id = next((n["id"] for n in workflow["nodes"] if n["type"] == STATS), None)
+    with _browser_page(server, "console.log") as (page, console):
+        _load_workflow(page, workflow, sampler_id, SAMPLER)
+        # Bring the sampler into view so its DOM widget is laid out and drawn.
+        page.evaluate(
+            """(id) => { const app = window.comfyAPI.app.app; const n = app.graph.getNodeById(id);
+                         app.canvas.ds.scale = 1; app.canvas.centerOnNode(n); app.canvas.setDirty(true, true); }""",
+            sampler_id,
+        )
+        page.keyboard.press("Escape")  # close the "missing nodes"/template dialogs the load may open
+        sel = f'{CANVAS}[data-node-id="{sampler_id}"]'
+        _wait(page, f'{sel}[data-view="planned"][data-frames="21"][data-steps="30"]', 120_000)
+        planned = page.eval_on_selector(sel, "c => ({...c.dataset})")
+        assert planned["error"] == "", planned
+        page.screenshot(path=str(ARTIFACTS / "planned.png"))
+
+        prompt_id = _queue(page)
+        _wait(page, f'{sel}[data-view="realised"]', RUN_TIMEOUT_S * 1000)
+        # the Stats node's output (richer stats) may arrive just after the websocket event
+        page.wait_for_timeout(1500)
+        page.evaluate(
+            """(id) => { const app = window.comfyAPI.app.app; app.canvas.centerOnNode(app.graph.getNodeById(id));
+                         app.canvas.setDirty(true, true); }""",
+            sampler_id,
+        )
+        page.wait_for_timeout(500)
+        realised = page.eval_on_selector(sel, "c => ({...c.dataset})")
+        page.screenshot(path=str(ARTIFACTS / "realised.png"))
+        page.eval_on_selector(sel, "c => c.toDataURL('image/png')")  # the canvas is readable (not tainted)
+        counts = page.evaluate(COUNT_PIXELS_JS, [sel, {str(k): list(v) for k, v in ROLE_RGB.items()}])
+
+        run = _finished_run(server, prompt_id)
+        assert run["status"]["completed"], run["status"]
+        stats = run["outputs"][str(stats_id)]["rhymeflow_stats"][0] if stats_id is not None else None
+
+        # Click the row of a frame that is not a keyframe: it becomes a manual keyframe.
+        keys = [int(k) for k in realised["keyframes"].split(",") if k]
+        frame = next(f for f in range(int(realised["frames"])) if f not in keys)
+        point = page.evaluate(
+            """async ([sel, frame]) => {
+                 const logic = await import('/extensions/%s/step_map_logic.js');
+                 const c = document.querySelector(sel);
+                 const L = logic.gridLayout(c.clientWidth, c.clientHeight, Number(c.dataset.frames), Number(c.dataset.steps));
+                 const cell = logic.cellRect(L, frame, Math.floor(Number(c.dataset.steps) / 2));
+                 const r = c.getBoundingClientRect();
+                 return { x: r.left + (cell.x + cell.w / 2) * r.width / c.clientWidth,
+                          y: r.top + (cell.y + cell.h / 2) * r.height / c.clientHeight };
+               }""" % PACK_NAME,
+            [sel, frame],
+        )
+        page.mouse.click(point["x"], point["y"])
+        page.wait_for_timeout(300)
+        widgets = page.evaluate(
+            """(id) => Object.fromEntries(window.comfyAPI.app.app.graph.getNodeById(id).widgets.map(w => [w.name, w.value]))""",
+            keyframes_id,
+        )
+        _wait(page, f'{sel}[data-view="planned"]', 60_000)
+        page.wait_for_function(
+            "([sel, f]) => document.querySelector(sel).dataset.keyframes.split(',').includes(String(f))",
+            arg=[sel, frame], timeout=30_000,
+        )
+        page.screenshot(path=str(ARTIFACTS / "after_click.png"))
 
     (ARTIFACTS / "result.json").write_text(json.dumps(
         {"planned": planned, "realised": realised, "pixel_counts": counts, "clicked_frame": frame,
@@ -360,57 +365,45 @@ BOX_SHOWN_JS = """(place) => !!place && place.onTop && place.rect[2] > 50 && pla
 
 def test_asymrnr_stats_text_shows_on_the_node(server):
     """AsymRnR Stats returns its summary as ``ui.text``; after a run queued from the page the node shows it."""
-    from playwright.sync_api import sync_playwright
-
     if not COMBO_WORKFLOW.is_file():
         pytest.skip(f"example workflow {COMBO_WORKFLOW.name} not found")
     workflow = json.loads(COMBO_WORKFLOW.read_text())
     stats_id = next(n["id"] for n in workflow["nodes"] if n["type"] == ASYMRNR_STATS)
-    console: list[str] = []
-    with sync_playwright() as p:
-        browser = _launch(p)
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-        page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-        try:
-            _open_page(page, server)
-            _load_workflow(page, workflow, stats_id, ASYMRNR_STATS)
-            page.keyboard.press("Escape")  # close the "missing nodes"/template dialogs the load may open
-            before = page.evaluate(TEXT_STATE_JS, stats_id)
-            assert before["node"]["hasOnExecuted"] and before["box"] is None, before  # the box waits for a run
+    with _browser_page(server, "asymrnr_console.log") as (page, console):
+        _load_workflow(page, workflow, stats_id, ASYMRNR_STATS)
+        page.keyboard.press("Escape")  # close the "missing nodes"/template dialogs the load may open
+        before = page.evaluate(TEXT_STATE_JS, stats_id)
+        assert before["node"]["hasOnExecuted"] and before["box"] is None, before  # the box waits for a run
 
-            page.evaluate(RECORD_EXECUTED_JS)
-            run = _finished_run(server, _queue(page))
-            assert run["status"]["completed"], run["status"]  # an error here would never reach the node
-            text = run["outputs"][str(stats_id)]["text"]
-            try:  # the "executed" message was sent before the run finished; the page may still be handling it
-                page.wait_for_function("(id) => window.comfyAPI.app.app.graph.getNodeById(id)?.rhymeflowText !== undefined",
-                                       arg=stats_id, timeout=30_000)
-            except Exception as exc:  # noqa: BLE001 - playwright's TimeoutError; re-raised with what the page saw
-                pytest.fail(f"the node never showed its text ({exc.__class__.__name__}); page state: "
-                            f"{page.evaluate(TEXT_STATE_JS, stats_id)}")
+        page.evaluate(RECORD_EXECUTED_JS)
+        run = _finished_run(server, _queue(page))
+        assert run["status"]["completed"], run["status"]  # an error here would never reach the node
+        text = run["outputs"][str(stats_id)]["text"]
+        try:  # the "executed" message was sent before the run finished; the page may still be handling it
+            page.wait_for_function("(id) => window.comfyAPI.app.app.graph.getNodeById(id)?.rhymeflowText !== undefined",
+                                   arg=stats_id, timeout=30_000)
+        except Exception as exc:  # noqa: BLE001 - playwright's TimeoutError; re-raised with what the page saw
+            pytest.fail(f"the node never showed its text ({exc.__class__.__name__}); page state: "
+                        f"{page.evaluate(TEXT_STATE_JS, stats_id)}")
 
-            page.evaluate(
-                """(id) => { const app = window.comfyAPI.app.app; app.canvas.ds.scale = 1;
-                             app.canvas.centerOnNode(app.graph.getNodeById(id)); app.canvas.setDirty(true, true); }""",
-                stats_id,
-            )
-            page.keyboard.press("Escape")
-            try:  # DOM widgets follow the canvas on its next frame
-                page.wait_for_function(f"(id) => ({BOX_SHOWN_JS})(({BOX_PLACE_JS})(id))", arg=stats_id, timeout=10_000)
-            except Exception as exc:  # noqa: BLE001 - playwright's TimeoutError; re-raised with what is on screen
-                page.screenshot(path=str(ARTIFACTS / "asymrnr_text.png"))
-                pytest.fail(f"the text box is not fully on screen and on top ({exc.__class__.__name__}): "
-                            f"{page.evaluate(BOX_PLACE_JS, stats_id)}")
-            visible = page.locator(f'textarea.rhymeflow-text-output[data-node-id="{stats_id}"]').is_visible()
-            after = page.evaluate(TEXT_STATE_JS, stats_id)
-            saved = page.evaluate("() => JSON.stringify(window.comfyAPI.app.app.graph.serialize())")
-            api_inputs = page.evaluate(
-                "async (id) => Object.keys((await window.comfyAPI.app.app.graphToPrompt()).output[String(id)].inputs)", stats_id)
+        page.evaluate(
+            """(id) => { const app = window.comfyAPI.app.app; app.canvas.ds.scale = 1;
+                         app.canvas.centerOnNode(app.graph.getNodeById(id)); app.canvas.setDirty(true, true); }""",
+            stats_id,
+        )
+        page.keyboard.press("Escape")
+        try:  # DOM widgets follow the canvas on its next frame
+            page.wait_for_function(f"(id) => ({BOX_SHOWN_JS})(({BOX_PLACE_JS})(id))", arg=stats_id, timeout=10_000)
+        except Exception as exc:  # noqa: BLE001 - playwright's TimeoutError; re-raised with what is on screen
             page.screenshot(path=str(ARTIFACTS / "asymrnr_text.png"))
-        finally:
-            (ARTIFACTS / "asymrnr_console.log").write_text("\n".join(console))
-            browser.close()
+            pytest.fail(f"the text box is not fully on screen and on top ({exc.__class__.__name__}): "
+                        f"{page.evaluate(BOX_PLACE_JS, stats_id)}")
+        visible = page.locator(f'textarea.rhymeflow-text-output[data-node-id="{stats_id}"]').is_visible()
+        after = page.evaluate(TEXT_STATE_JS, stats_id)
+        saved = page.evaluate("() => JSON.stringify(window.comfyAPI.app.app.graph.serialize())")
+        api_inputs = page.evaluate(
+            "async (id) => Object.keys((await window.comfyAPI.app.app.graphToPrompt()).output[String(id)].inputs)", stats_id)
+        page.screenshot(path=str(ARTIFACTS / "asymrnr_text.png"))
 
     assert len(text) == 1 and "tokens kept: q " in text[0] and "FLOPs saved" in text[0], text
     assert after["node"]["text"] == text[0], after
