@@ -190,12 +190,9 @@ def join_expert_stats(first: dict, second: dict, dims: tuple[ModelDims, ModelDim
         segments=[{"label": label, "start": start, "steps": n, "keyframes": p["keyframes"]}
                   for label, start, n, p in zip(("high-noise expert", "low-noise expert"), (0, steps[0]), steps, parts)],
     )
-    if dims is not None:
-        kv = [p.get("context_mode") == "kv" for p in parts]
-        dense = sum((p["full_passes"] + p["keyframe_passes"]) * pass_flops(d, d.frames) for p, d in zip(parts, dims))
-        ours = sum(p["full_passes"] * pass_flops(d, d.frames) + p["keyframe_passes"] * pass_flops(d, len(p["keyframes"]), kv_cached=k)
-                   for p, d, k in zip(parts, dims, kv))
-        out["flop_speedup"] = round(dense / ours, 3)
+    if dims is not None:  # each run's dense FLOPs over its own speed-up is its RhymeFlow cost
+        dense = [(p["full_passes"] + p["keyframe_passes"]) * pass_flops(d, d.frames) for p, d in zip(parts, dims)]
+        out["flop_speedup"] = round(sum(dense) / sum(f / flop_speedup(p, d) for f, p, d in zip(dense, parts, dims)), 3)
     return out
 
 
