@@ -108,8 +108,7 @@ def sample_rhymeflow_node(model, x, sigmas, extra_args=None, callback=None, disa
             raise ValueError(f"{KEYFRAMES_NODE} (used by {SAMPLER_NODE}): {exc}") from None
     out = sample_rhymeflow(model, x, sigmas, extra_args, callback, disable, plan=plan, schedule=schedule,
                            keyframe_solver=keyframe_solver, projection=projection)
-    holder = extra_args["model_options"]["transformer_options"][KEY]
-    stats = dict(holder.last_stats or {})
+    stats = dict(holder.last_stats or {})  # sample_rhymeflow refused a MODEL without the holder
     stats.update(node=node_id, frames=int(x.shape[2]), steps=steps, preset=preset, schedule=schedule.to_dict(),
                  keyframe_solver=keyframe_solver, projection=projection, strategy=plan.strategy,
                  text_tokens=_text_tokens(model), family=family, sigma_start=round(float(sigmas[0]), 4),
