@@ -130,7 +130,7 @@ def set_up_comfyui():
         metrics = importlib.import_module(f"{PACK}.rhymeflow_core.metrics")
         presets = importlib.import_module(f"{PACK}.rhymeflow_core.presets")
         flow = importlib.import_module(f"{PACK}.rhymeflow_core.flow")
-        classes = importlib.import_module(f"{PACK}.rhymeflow_core.testbed.videos").CLASSES
+        classes = importlib.import_module(f"{PACK}.rhymeflow_core.testbed.conditioning").CLASSES
 
     return Pack
 

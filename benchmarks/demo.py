@@ -1,8 +1,8 @@
 """Demo on the bundled test bed: dense vs RhymeFlow for a few classes, as a GIF, a PNG grid and a table.
 
-Run from the repo root: ``python benchmarks/demo.py [--classes discs,pan] [--frames 16] [--steps 30]``.
-No GPU and no ComfyUI needed. Writes ``out/demo/demo.gif`` (rows: classes; left dense, right RhymeFlow)
-and ``out/demo/grid.png`` (per class: dense frames above RhymeFlow frames).
+Run from the repo root: ``python benchmarks/demo.py [--classes astronaut,cat] [--frames 16] [--steps 30]``.
+No GPU and no ComfyUI needed. Writes ``out/demo/demo.gif`` (rows: scenes; left dense, right RhymeFlow)
+and ``out/demo/grid.png`` (per scene: dense frames above RhymeFlow frames).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from rhymeflow_core.sampler import sample_dense, sample_rhymeflow  # noqa: E402
 from rhymeflow_core.testbed import pseudo_vae  # noqa: E402
 from rhymeflow_core.testbed.model_io import DEFAULT_DIR, TRAIN_SHIFT, load_model  # noqa: E402
 from rhymeflow_core.testbed.runner import Job, run_sampler  # noqa: E402
-from rhymeflow_core.testbed.videos import CLASSES  # noqa: E402
+from rhymeflow_core.testbed.conditioning import CLASSES  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def to_uint8(video: torch.Tensor, scale: int = 4) -> torch.Tensor:
+def to_uint8(video: torch.Tensor, scale: int = 2) -> torch.Tensor:
     """``[3, T, H, W]`` in [0, 1] -> ``[T, H*scale, W*scale, 3]`` uint8 (nearest upscale)."""
     v = video.permute(1, 2, 3, 0).mul(255).round().byte()
     return v.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append((CLASSES[cls], f"rhymeflow/{args.preset}", args.steps, st["full_passes"], st["keyframe_passes"], t_ours,
                      t_dense / t_ours, f"{fid['psnr_mean']:.2f}", f"{fid['psnr_min']:.2f}", str(st["keyframes"])))
         gif_rows.append(torch.cat([to_uint8(v_dense), torch.full_like(to_uint8(v_dense)[:, :, :4], 255), to_uint8(v_ours)], dim=2))
-        grid_rows.append(torch.cat([torch.cat(list(to_uint8(v_dense, 2)), dim=1), torch.cat(list(to_uint8(v_ours, 2)), dim=1)], dim=0))
+        grid_rows.append(torch.cat([torch.cat(list(to_uint8(v_dense, 1)), dim=1), torch.cat(list(to_uint8(v_ours, 1)), dim=1)], dim=0))
     frames = torch.cat(gif_rows, dim=1)
     images = [Image.fromarray(f.numpy()) for f in frames]
     images[0].save(args.out / "demo.gif", save_all=True, append_images=images[1:], duration=150, loop=0)

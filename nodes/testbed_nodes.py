@@ -5,11 +5,11 @@ from comfy_api.latest import io
 
 from ..rhymeflow_core.testbed import pseudo_vae
 from ..rhymeflow_core.testbed.conditioning import class_context, null_context
-from ..rhymeflow_core.testbed.videos import CLASSES
+from ..rhymeflow_core.testbed.conditioning import CLASSES
 from .common import CATEGORY
 
 TESTBED_CATEGORY = f"{CATEGORY}/testbed"
-LATENT_SIZE = 16  # 32 x 32 pixels
+LATENT_SIZE = 16  # 64 x 64 pixels (the pseudo-VAE maps 4 x 4 pixel patches to one latent pixel)
 
 
 class RhymeFlowTestbedConditioning(io.ComfyNode):
@@ -22,7 +22,7 @@ class RhymeFlowTestbedConditioning(io.ComfyNode):
             description="The test-bed model's 'prompt': one of its video classes as a fixed text context; negative is the "
                         "empty context.",
             inputs=[io.Combo.Input("video_class", options=list(CLASSES), default=CLASSES[0],
-                                   tooltip="Which procedural video class to generate.")],
+                                   tooltip="Which test-bed scene to generate: astronaut (faces over the astronaut and rocket photos), cat (digits over cat and coffee), cosmos (discs over deep field and retina), lab (squares over micrograph and coins).")],
             outputs=[io.Conditioning.Output(display_name="positive"), io.Conditioning.Output(display_name="negative")],
         )
 

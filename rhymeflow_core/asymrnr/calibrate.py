@@ -123,7 +123,7 @@ def calibrate_testbed(model=None, jobs: Sequence | None = None, target: float = 
     from ..sampler import sample_dense
     from ..testbed.model_io import load_model
     from ..testbed.runner import Job, run_sampler
-    from ..testbed.videos import CLASSES
+    from ..testbed.conditioning import CLASSES
 
     model = load_model() if model is None else model
     jobs = [Job(cls=c, seed=1000 + c) for c in range(len(CLASSES))] if jobs is None else list(jobs)
@@ -158,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--random-model", action="store_true", help="development only: a random 2-block model, no checkpoint")
     a = p.parse_args(argv)
     from ..testbed.runner import Job
-    from ..testbed.videos import CLASSES
+    from ..testbed.conditioning import CLASSES
     from ..testbed.wan_dit import WanConfig, WanModel
 
     model = None

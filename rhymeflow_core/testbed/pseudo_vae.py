@@ -1,42 +1,56 @@
-"""An invertible stand-in for Wan's VAE: 2x2 pixel-unshuffle, then a fixed orthonormal 12 -> 16 channel map.
+"""A lossy linear stand-in for Wan's VAE: 4x4 pixel patches -> 16 latent channels by a fixed PCA basis.
 
-Why: the test bed needs latents with Wan 2.1's 16 channels and a decode that is exact, so that every
-latent (noisy, projected, final) can be looked at as pixels and fidelity is measured in pixel space
-without a learned decoder in the way. One pixel frame per latent frame (no temporal compression).
-``decode(encode(p)) == p`` up to float rounding; ``decode`` projects any latent onto the image subspace.
+Why: the test bed needs latents with Wan 2.1's 16 channels and /4-or-more spatial compression, so a
+64 x 64 video (where a face or a digit can be recognised) becomes a 16 x 16 latent that a CPU can
+sample. A fixed linear map keeps decode cheap and deterministic, and every latent (noisy, projected,
+final) can be looked at as pixels; fidelity is always measured on decoded pixels. The basis is the
+top-16 principal components of 4x4x3 patches of the generator's videos, each channel scaled to unit
+variance as Wan's VAE normalises its latents per channel; it is fitted once (``vae_fit.py``) and
+shipped, so the ComfyUI pack never needs the generator. One pixel frame per latent frame (no temporal
+compression). ``decode(encode(p))`` is the projection of ``p`` onto the basis (lossy: see the model card
+for its reconstruction PSNR); ``encode(decode(z)) == z`` while no pixel is clamped.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
 LATENT_CHANNELS = 16
-SCALE = 1.6  # brings procedural-video latents to roughly unit variance
+PATCH = 4
+BASIS_PATH = Path(__file__).resolve().parent / "weights" / "pseudo_vae_basis.safetensors"
 
 
-def _basis(device=None, dtype=torch.float32) -> torch.Tensor:
-    """Fixed ``[16, 12]`` matrix with orthonormal columns (seeded QR: the same on every machine)."""
-    g = torch.Generator().manual_seed(20261122)
-    q, _ = torch.linalg.qr(torch.randn(LATENT_CHANNELS, 12, generator=g, dtype=torch.float64))
-    return q.to(device=device, dtype=dtype)
+@lru_cache(maxsize=4)
+def _basis(device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(mean [48], components [16, 48], std [16])`` from the shipped basis file."""
+    if not BASIS_PATH.exists():
+        raise FileNotFoundError(f"pseudo-VAE basis {BASIS_PATH} is missing; fit it with `python -m rhymeflow_core.testbed.vae_fit`")
+    t = load_file(str(BASIS_PATH))
+    return t["mean"].to(device), t["components"].to(device), t["std"].to(device)
 
 
 def encode(pixels: torch.Tensor) -> torch.Tensor:
-    """``[B, 3, T, H, W]`` in [0, 1] -> latents ``[B, 16, T, H/2, W/2]``."""
-    if pixels.ndim != 5 or pixels.shape[1] != 3 or pixels.shape[-1] % 2 or pixels.shape[-2] % 2:
-        raise ValueError(f"pseudo_vae.encode: pixels of shape {tuple(pixels.shape)}; expected [B, 3, T, H, W] with even H and W")
+    """``[B, 3, T, H, W]`` in [0, 1] (H, W divisible by 4) -> latents ``[B, 16, T, H/4, W/4]``."""
+    if pixels.ndim != 5 or pixels.shape[1] != 3 or pixels.shape[-1] % PATCH or pixels.shape[-2] % PATCH:
+        raise ValueError(f"pseudo_vae.encode: pixels of shape {tuple(pixels.shape)}; expected [B, 3, T, H, W] with H and W divisible by {PATCH}")
     b, _, t, h, w = pixels.shape
-    x = (pixels * 2 - 1).permute(0, 2, 1, 3, 4).reshape(b * t, 3, h, w)
-    x = F.pixel_unshuffle(x, 2)  # [BT, 12, H/2, W/2]
-    z = torch.einsum("lc,nchw->nlhw", _basis(x.device, x.dtype), x) * SCALE
-    return z.reshape(b, t, LATENT_CHANNELS, h // 2, w // 2).permute(0, 2, 1, 3, 4)
+    mean, comp, std = _basis(str(pixels.device))
+    x = F.pixel_unshuffle(pixels.float().permute(0, 2, 1, 3, 4).reshape(b * t, 3, h, w), PATCH)  # [BT, 48, h/4, w/4]
+    z = torch.einsum("lc,nchw->nlhw", comp, x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    return z.reshape(b, t, LATENT_CHANNELS, h // PATCH, w // PATCH).permute(0, 2, 1, 3, 4).to(pixels.dtype)
 
 
 def decode(latents: torch.Tensor) -> torch.Tensor:
-    """Latents ``[B, 16, T, h, w]`` -> pixels ``[B, 3, T, 2h, 2w]`` clamped to [0, 1]."""
+    """Latents ``[B, 16, T, h, w]`` -> pixels ``[B, 3, T, 4h, 4w]`` clamped to [0, 1]."""
     if latents.ndim != 5 or latents.shape[1] != LATENT_CHANNELS:
         raise ValueError(f"pseudo_vae.decode: latents of shape {tuple(latents.shape)}; expected [B, 16, T, h, w]")
     b, _, t, h, w = latents.shape
-    z = latents.permute(0, 2, 1, 3, 4).reshape(b * t, LATENT_CHANNELS, h, w).float() / SCALE
-    x = F.pixel_shuffle(torch.einsum("lc,nlhw->nchw", _basis(z.device), z), 2)
-    return ((x + 1) / 2).clamp(0, 1).reshape(b, t, 3, 2 * h, 2 * w).permute(0, 2, 1, 3, 4)
+    mean, comp, std = _basis(str(latents.device))
+    z = latents.float().permute(0, 2, 1, 3, 4).reshape(b * t, LATENT_CHANNELS, h, w) * std.view(1, -1, 1, 1)
+    x = torch.einsum("lc,nlhw->nchw", comp, z) + mean.view(1, -1, 1, 1)
+    x = F.pixel_shuffle(x, PATCH).clamp(0, 1)
+    return x.reshape(b, t, 3, PATCH * h, PATCH * w).permute(0, 2, 1, 3, 4)

@@ -17,7 +17,7 @@ from .denoiser import TestbedDenoiser
 from .model_io import TRAIN_SHIFT
 from .wan_dit import WanModel, apply_rope, attention
 
-LATENT_SIZE = 16  # 32 x 32 pixels
+LATENT_SIZE = 16  # 64 x 64 pixels (pseudo-VAE: 4 x 4 pixel patches)
 
 
 @dataclass

@@ -1,8 +1,13 @@
-"""Train the test-bed DiT with rectified flow on procedural videos (seeded, CPU, under an hour on 2 cores).
+"""Train the test-bed DiT with rectified flow on photograph videos: seeded, resumable, CPU or CUDA, one recipe.
 
-Run: ``python -m rhymeflow_core.testbed.train [--iters N] [--out DIR]``. Writes ``testbed_wan.safetensors``
-(EMA weights, fp16, ComfyUI Wan 2.1 key names) and ``testbed_wan.json`` (the model card). Sigma is drawn
-uniformly in ComfyUI's shifted time, so training covers noise levels in the density sampling visits.
+Run: ``python -m rhymeflow_core.testbed.train [--iters N] [--minutes M] [--device cpu|cuda] [--resume]``.
+Every ``--save-every`` steps the whole training state (weights, EMA, optimizer, step, data and noise
+generators) goes to ``--state`` so a stopped run resumes exactly where it was; at the end (or when
+``--minutes`` runs out) the EMA weights are exported as ``testbed_wan.safetensors`` (fp16, ComfyUI
+Wan 2.1 key names) with ``testbed_wan.json`` (the model card) into ``--out``. Each batch is a pure
+function of its step, so a resumed run sees the same data as an uninterrupted one. Matmuls run in
+bfloat16 autocast (CPU and CUDA alike) with float32 master weights. Sigma is drawn uniformly in
+ComfyUI's shifted time, so training covers noise levels in the density sampling visits.
 Training seeds are >= 1_000_000; evaluation seeds below that are held out.
 """
 from __future__ import annotations
@@ -20,109 +25,179 @@ from safetensors.torch import save_file
 
 from ..flow import noise_latent, shift_sigma
 from . import pseudo_vae
-from .conditioning import class_context, null_context
+from .conditioning import CLASSES, class_context, null_context
 from .model_io import CARD_NAME, CHECKPOINT_NAME, DEFAULT_DIR, TRAIN_SHIFT
-from .videos import CLASSES, VideoSpec, render_video
+from .videos import FRAME_SIZE, VideoSpec, render_video
 from .wan_dit import WanConfig, WanModel
 
-TRAIN_CONFIG = WanConfig(dim=128, ffn_dim=512, num_layers=4)
+# dim 512 is the smallest Wan with 4 heads (ComfyUI fixes head_dim at 128); 2 blocks keep the fp16
+# checkpoint under 20 MB (the 4096 -> 512 text embedding alone is 2.1 M parameters).
+TRAIN_CONFIG = WanConfig(dim=512, ffn_dim=640, num_layers=2)
 TRAIN_SEED_BASE = 1_000_000
+FRAMES_RANGE = (5, 21)  # latent frames per training clip, uniform
+DEFAULT_STATE = Path("out/testbed_train/state.pt")
 
 
-def make_batch(step: int, batch: int, frames: int, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """Latents ``[B, 16, T, h, w]`` and class ids of a deterministic training batch."""
-    classes = torch.arange(batch) % len(CLASSES)
-    vids = [render_video(VideoSpec(int(c), TRAIN_SEED_BASE + step * batch + i, frames, size))[0] for i, c in enumerate(classes)]
+def make_batch(step: int, batch: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Latents ``[B, 16, T, h, w]`` and scene ids of the deterministic training batch of ``step``."""
+    classes = torch.arange(batch).add(step) % len(CLASSES)
+    vids = [render_video(VideoSpec(int(c), TRAIN_SEED_BASE + step * batch + i, frames))[0] for i, c in enumerate(classes)]
     return pseudo_vae.encode(torch.stack(vids)), classes
 
 
-def flow_loss(model: WanModel, x0: torch.Tensor, classes: torch.Tensor, g: torch.Generator, shift: float, p_uncond: float = 0.1) -> torch.Tensor:
-    """Rectified-flow MSE on the velocity ``noise - x0`` with class dropout for CFG."""
-    b = x0.shape[0]
-    sigma = shift_sigma(torch.rand(b, generator=g), shift)
-    noise = torch.randn(x0.shape, generator=g)
+def flow_loss(model: WanModel, x0: torch.Tensor, classes: torch.Tensor, g: torch.Generator, shift: float,
+              p_uncond: float = 0.1, autocast: bool = False) -> torch.Tensor:
+    """Rectified-flow MSE on the velocity ``noise - x0`` with scene dropout for CFG (noise drawn on the CPU generator)."""
+    b, dev = x0.shape[0], x0.device
+    sigma = shift_sigma(torch.rand(b, generator=g), shift).to(dev)
+    noise = torch.randn(x0.shape, generator=g).to(dev)
     xt = noise_latent(x0, noise, sigma.view(-1, 1, 1, 1, 1))
     drop = torch.rand(b, generator=g) < p_uncond
-    ctx = torch.cat([null_context() if d else class_context(int(c)) for c, d in zip(classes, drop)])
-    v = model(xt, sigma * 1000, ctx)
-    return F.mse_loss(v, noise - x0)
+    ctx = torch.cat([null_context() if d else class_context(int(c)) for c, d in zip(classes, drop)]).to(dev)
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+        v = model(xt, sigma * 1000, ctx)
+    return F.mse_loss(v.float(), noise - x0)
 
 
 @torch.no_grad()
 def heldout_loss(model: WanModel, shift: float, n_batches: int = 4, frames: int = 16) -> float:
     """Denoising loss on held-out seeds at fixed noise draws (comparable across models)."""
     g = torch.Generator().manual_seed(7)
+    dev = next(model.parameters()).device
     total = 0.0
     for i in range(n_batches):
         classes = torch.arange(8) % len(CLASSES)
         vids = [render_video(VideoSpec(int(c), 100 + 8 * i + j, frames))[0] for j, c in enumerate(classes)]
-        total += float(flow_loss(model, pseudo_vae.encode(torch.stack(vids)), classes, g, shift, p_uncond=0.0))
+        total += float(flow_loss(model, pseudo_vae.encode(torch.stack(vids)).to(dev), classes, g, shift, p_uncond=0.0))
     return total / n_batches
 
 
-def train(iters: int, out: Path, batch: int = 8, lr: float = 1e-3, seed: int = 0, shift: float = TRAIN_SHIFT) -> dict:
-    torch.manual_seed(seed)
-    model = WanModel(TRAIN_CONFIG)
-    untrained_loss = heldout_loss(model, shift)
-    ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.99))
-    g = torch.Generator().manual_seed(seed + 1)
-    warm = min(100, iters // 10)
-    losses: list[float] = []
-    t0 = time.time()
-    for step in range(iters):
-        frames = int(torch.randint(9, 22, (1,), generator=g))  # 9..21 latent frames
-        x0, classes = make_batch(step, batch, frames)
-        scale = min(1.0, (step + 1) / max(warm, 1)) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / iters)))
-        for group in opt.param_groups:
-            group["lr"] = lr * scale
-        loss = flow_loss(model, x0, classes, g, shift)
-        opt.zero_grad(set_to_none=True)
+def _lr_scale(step: int, iters: int, warm: int) -> float:
+    return min(1.0, (step + 1) / max(warm, 1)) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, iters) / iters)))
+
+
+class Trainer:
+    """All training state in one place, so it can be saved and resumed bit for bit."""
+
+    def __init__(self, iters: int, batch: int, lr: float, seed: int, shift: float, device: torch.device):
+        self.iters, self.batch, self.lr, self.seed, self.shift, self.device = iters, batch, lr, seed, shift, device
+        torch.manual_seed(seed)
+        self.model = WanModel(TRAIN_CONFIG).to(device)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.99))
+        self.g = torch.Generator().manual_seed(seed + 1)
+        self.step, self.losses, self.seconds = 0, [], 0.0
+        self.untrained_loss = heldout_loss(self.model, shift)
+        self.where: list[str] = []  # one line per stretch of training: device, threads, steps, minutes
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(), "g": self.g.get_state(),
+                "step": self.step, "losses": self.losses, "seconds": self.seconds, "untrained_loss": self.untrained_loss,
+                "where": self.where, "recipe": {"iters": self.iters, "batch": self.batch, "lr": self.lr, "seed": self.seed, "shift": self.shift}}
+
+    def load_state_dict(self, sd: dict) -> None:
+        if sd["recipe"] != {"iters": self.iters, "batch": self.batch, "lr": self.lr, "seed": self.seed, "shift": self.shift}:
+            raise ValueError(f"train --resume: the saved state was made with {sd['recipe']}; pass the same --iters/--batch/--lr/--seed")
+        self.model.load_state_dict(sd["model"])
+        self.ema.load_state_dict(sd["ema"])
+        self.opt.load_state_dict(sd["opt"])
+        self.g.set_state(sd["g"])
+        self.step, self.losses, self.seconds = sd["step"], sd["losses"], sd["seconds"]
+        self.untrained_loss, self.where = sd["untrained_loss"], sd["where"]
+
+    def train_step(self) -> float:
+        frames = int(torch.randint(FRAMES_RANGE[0], FRAMES_RANGE[1] + 1, (1,), generator=self.g))
+        x0, classes = make_batch(self.step, self.batch, frames)
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr * _lr_scale(self.step, self.iters, min(200, self.iters // 10))
+        loss = flow_loss(self.model, x0.to(self.device), classes, self.g, self.shift, autocast=True)
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        decay = min(0.998, (1 + step) / (10 + step))
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        decay = min(0.999, (1 + self.step) / (10 + self.step))
         with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
+            for pe, pm in zip(self.ema.parameters(), self.model.parameters()):
                 pe.lerp_(pm, 1 - decay)
-        losses.append(float(loss))
-        if step % 50 == 0 or step == iters - 1:
-            print(f"step {step:5d}  loss {sum(losses[-50:]) / len(losses[-50:]):.4f}  frames {frames}  {time.time() - t0:6.0f}s", flush=True)
-    minutes = (time.time() - t0) / 60
-    trained_loss = heldout_loss(ema, shift)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to(torch.float16).contiguous() for k, v in ema.state_dict().items()}
-    save_file(state, str(out / CHECKPOINT_NAME), metadata={"format": "pt", "recipe": "rhymeflow_core.testbed.train"})
-    chunk = max(1, iters // 10)
-    card = {
-        "name": "RhymeFlow test bed: Wan 2.1 T2V architecture, trained on procedural videos",
-        "config": TRAIN_CONFIG.to_dict(),
-        "num_heads": TRAIN_CONFIG.num_heads,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "classes": list(CLASSES),
-        "data": {"generator": "rhymeflow_core.testbed.videos", "pixels": "3 x T x 32 x 32", "latent": "16 x T x 16 x 16",
-                 "frames_per_clip": "uniform 9..21", "cuts_per_clip": "0-2 at seeded frames", "train_seeds": f">= {TRAIN_SEED_BASE}",
-                 "vae": "rhymeflow_core.testbed.pseudo_vae (pixel-unshuffle + orthonormal 12->16)"},
-        "training": {"iters": iters, "batch": batch, "lr": lr, "schedule": "linear warm-up, cosine to 0.1x", "optimizer": "AdamW wd 0.01",
-                     "ema": 0.998, "seed": seed, "sigma_shift": shift, "cfg_dropout": 0.1, "minutes": round(minutes, 1),
-                     "torch": torch.__version__, "threads": torch.get_num_threads()},
-        "loss_curve": [round(sum(losses[i:i + chunk]) / len(losses[i:i + chunk]), 4) for i in range(0, iters, chunk)],
-        "heldout_loss": {"untrained": round(untrained_loss, 4), "trained_ema": round(trained_loss, 4)},
-        "sampling": {"shift": shift, "cfg": 3.0, "scheduler": "simple", "comfyui": f"ModelSamplingSD3(shift={shift}) after UNETLoader"},
-    }
-    (out / CARD_NAME).write_text(json.dumps(card, indent=2))
-    return card
+        self.step += 1
+        self.losses.append(float(loss))
+        return float(loss)
+
+    def export(self, out: Path) -> dict:
+        """EMA weights (fp16) and the model card into ``out``."""
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in self.ema.state_dict().items()}
+        save_file(state, str(out / CHECKPOINT_NAME), metadata={"format": "pt", "recipe": "rhymeflow_core.testbed.train"})
+        chunk = max(1, len(self.losses) // 10)
+        card = {
+            "name": "RhymeFlow test bed v2: Wan 2.1 T2V architecture (4 heads), trained on photograph videos",
+            "config": TRAIN_CONFIG.to_dict(),
+            "num_heads": TRAIN_CONFIG.num_heads,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "classes": list(CLASSES),
+            "data": {"generator": "rhymeflow_core.testbed.videos", "imagery": "rhymeflow_core.testbed.imagery (skimage.data photos, lfw_subset faces, sklearn digits)",
+                     "pixels": f"3 x T x {FRAME_SIZE} x {FRAME_SIZE}", "latent": f"16 x T x {FRAME_SIZE // 4} x {FRAME_SIZE // 4}",
+                     "frames_per_clip": f"uniform {FRAMES_RANGE[0]}..{FRAMES_RANGE[1]}", "cuts_per_clip": "0-2 at seeded frames",
+                     "train_seeds": f">= {TRAIN_SEED_BASE}", "vae": "rhymeflow_core.testbed.pseudo_vae (4x4 patches, PCA 48 -> 16, per-channel unit variance)"},
+            "training": {"iters_planned": self.iters, "iters_done": self.step, "batch": self.batch, "lr": self.lr,
+                         "schedule": "linear warm-up, cosine to 0.1x", "optimizer": "AdamW wd 0.01, grad clip 1.0", "precision": "bf16 autocast, fp32 weights",
+                         "ema": 0.999, "seed": self.seed, "sigma_shift": self.shift, "cfg_dropout": 0.1, "minutes": round(self.seconds / 60, 1),
+                         "torch": torch.__version__, "where": self.where},
+            "loss_curve": [round(sum(self.losses[i:i + chunk]) / len(self.losses[i:i + chunk]), 4) for i in range(0, len(self.losses), chunk)],
+            "heldout_loss": {"untrained": round(self.untrained_loss, 4), "trained_ema": round(heldout_loss(self.ema, self.shift), 4)},
+            "sampling": {"shift": self.shift, "cfg": 5.0, "scheduler": "simple", "comfyui": f"ModelSamplingSD3(shift={self.shift}) after UNETLoader"},
+        }
+        (out / CARD_NAME).write_text(json.dumps(card, indent=2))
+        return card
+
+
+def _save(trainer: Trainer, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(trainer.state_dict(), tmp)
+    tmp.replace(path)  # never a half-written state
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--iters", type=int, default=1500, help="optimizer steps (default 1500, about 35 min on 2 cores)")
-    ap.add_argument("--out", type=Path, default=DEFAULT_DIR, help="folder for the checkpoint and model card")
+    ap.add_argument("--iters", type=int, default=6000, help="planned optimizer steps; the LR schedule spans them")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--minutes", type=float, default=0, help="stop (saving state and exporting) after this many minutes of this stretch; 0 = no limit")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--state", type=Path, default=DEFAULT_STATE, help="resumable training state")
+    ap.add_argument("--resume", action="store_true", help="continue from --state")
+    ap.add_argument("--save-every", type=int, default=200)
+    ap.add_argument("--out", type=Path, default=DEFAULT_DIR, help="folder for the exported checkpoint and model card")
     args = ap.parse_args(argv)
-    if args.iters < 1:
-        ap.error(f"--iters {args.iters}: must be a positive number of steps")
-    card = train(args.iters, args.out, seed=args.seed)
+    if args.iters < 1 or args.batch < 1:
+        ap.error(f"--iters {args.iters} / --batch {args.batch}: must be positive")
+    device = torch.device(args.device)
+    trainer = Trainer(args.iters, args.batch, args.lr, args.seed, TRAIN_SHIFT, device)
+    if args.resume:
+        trainer.load_state_dict(torch.load(args.state, map_location=device, weights_only=False))
+        print(f"resumed at step {trainer.step} from {args.state}", flush=True)
+    start, start_step = time.time(), trainer.step
+    last = start
+    while trainer.step < args.iters:
+        trainer.train_step()
+        now = time.time()
+        trainer.seconds += now - last
+        last = now
+        if trainer.step % 50 == 0:
+            recent = trainer.losses[-50:]
+            print(f"step {trainer.step:5d}  loss {sum(recent) / len(recent):.4f}  {trainer.seconds / 60:6.1f} min", flush=True)
+        out_of_time = args.minutes and now - start > args.minutes * 60
+        if trainer.step % args.save_every == 0 or trainer.step == args.iters or out_of_time:
+            _save(trainer, args.state)
+        if out_of_time:
+            break
+    threads = torch.get_num_threads() if device.type == "cpu" else 0
+    trainer.where.append(f"{device.type}{'' if device.type == 'cpu' else ' ' + torch.cuda.get_device_name(device)}"
+                         f"{f' ({threads} threads)' if threads else ''}: steps {start_step}-{trainer.step}, {(time.time() - start) / 60:.1f} min")
+    _save(trainer, args.state)
+    card = trainer.export(args.out)
     print(json.dumps({k: card[k] for k in ("heldout_loss", "training")}, indent=2))
 
 

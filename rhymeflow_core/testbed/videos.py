@@ -1,27 +1,28 @@
-"""Procedural videos with sharp edges, texture, fast motion and scene cuts at known frames.
+"""Videos made from real photographs: a moving camera, sprites that move and occlude, scene cuts at known frames.
 
-Why: a flow model trained on smooth data has nearly straight trajectories, so "just use fewer steps"
-costs nothing and no accelerator can be judged. Hard edges, high-frequency texture and fast motion
-curve the trajectories; scene cuts give real semantic transitions that keyframe selection must find.
+Why this data: a real video model's sampling is sensitive to the number of steps because its data is
+strongly multi-modal given the prompt, so small early changes in a trajectory grow into a different
+video. Here the prompt names a scene (two photographs and a kind of sprite, ``imagery.py``); where the
+camera starts, how it pans and zooms, which faces / digits / shapes appear, where they start, how fast
+they move and where the cuts fall are all random. Cuts give real semantic transitions (a new photograph,
+new sprites) for keyframe selection to find.
 
-Every video is a pure function of (class, seed, frames, size): ``render_video`` returns pixels in
+Every video is a pure function of (scene, seed, frames, size): ``render_video`` returns pixels in
 [0, 1] shaped ``[3, T, H, W]`` plus the frame indices where a new scene starts.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
-CLASSES: tuple[str, ...] = ("discs", "squares", "pan", "bars")
+from . import imagery
+from .conditioning import CLASSES
 
-# Per-class palettes keep classes apart by colour as well as by shape.
-_PALETTES = {
-    "discs": [(0.95, 0.25, 0.15), (1.0, 0.65, 0.1), (1.0, 0.95, 0.3), (0.85, 0.1, 0.45)],
-    "squares": [(0.1, 0.45, 1.0), (0.1, 0.9, 0.9), (0.2, 0.85, 0.3), (0.55, 0.3, 1.0)],
-    "pan": [(0.9, 0.9, 0.9), (0.1, 0.1, 0.1), (0.95, 0.3, 0.6), (0.2, 0.7, 0.4), (0.3, 0.3, 0.9)],
-    "bars": [(1.0, 1.0, 1.0), (0.95, 0.8, 0.1), (0.1, 0.8, 0.95)],
-}
+FRAME_SIZE = 64  # pixels; the pseudo-VAE maps 4 x 4 pixel patches to one latent pixel
+_SPRITE_COLOURS = torch.tensor([(1.0, 0.9, 0.2), (0.2, 0.95, 1.0), (1.0, 0.3, 0.8), (1.0, 1.0, 1.0), (0.3, 1.0, 0.4), (1.0, 0.5, 0.1)])
 
 
 @dataclass(frozen=True)
@@ -31,113 +32,80 @@ class VideoSpec:
     cls: int
     seed: int
     frames: int = 16
-    size: int = 32
+    size: int = FRAME_SIZE
     cuts: tuple[int, ...] | None = None
-    extra: dict = field(default_factory=dict, compare=False)
 
 
-def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    c = (torch.arange(size, dtype=torch.float32) + 0.5) / size
-    return torch.meshgrid(c, c, indexing="ij")  # yy, xx in [0, 1]
+def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
+    return lo + (hi - lo) * float(torch.rand((), generator=g))
 
 
-def _colour(g: torch.Generator, name: str) -> torch.Tensor:
-    pal = _PALETTES[name]
-    return torch.tensor(pal[int(torch.randint(len(pal), (1,), generator=g))])
+def _bounce(p: torch.Tensor, lo: torch.Tensor | float, hi: torch.Tensor | float) -> torch.Tensor:
+    """Fold positions into ``[lo, hi]`` as a ball bouncing between two walls."""
+    span = torch.as_tensor(hi - lo).clamp_min(1e-6)
+    u = ((p - lo) / span).remainder(2)
+    return lo + span * (1 - (1 - u).abs())
 
 
-def _background(g: torch.Generator, size: int, kind: str) -> torch.Tensor:
-    """A sharp, textured background ``[3, H, W]``: checkerboard or diagonal stripes in dark tones."""
-    yy, xx = _grid(size)
-    base = torch.rand(3, generator=g) * 0.25
-    alt = base + 0.15 + torch.rand(3, generator=g) * 0.15
-    period = float(torch.randint(3, 7, (1,), generator=g)) / size
-    if kind == "checker":
-        m = ((xx // period) + (yy // period)) % 2
-    else:
-        m = (((xx + yy) // period) % 2)
-    return torch.where(m.bool(), alt.view(3, 1, 1), base.view(3, 1, 1))
+def _camera(g: torch.Generator, canvas: torch.Tensor, n: int, size: int) -> torch.Tensor:
+    """``n`` frames of a camera panning (and sometimes zooming) over ``canvas [3, C, C]``."""
+    c = canvas.shape[-1]
+    view = _uniform(g, 0.45, 0.8) * c  # window side in canvas pixels
+    zoom = _uniform(g, -0.012, 0.012) if float(torch.rand((), generator=g)) < 0.5 else 0.0
+    sides = (view * torch.exp(zoom * torch.arange(n, dtype=torch.float32))).clamp(0.35 * c, 0.95 * c)
+    angle = _uniform(g, 0, 2 * math.pi)
+    speed = _uniform(g, 0.6, 3.0)
+    start = torch.tensor([_uniform(g, 0, c), _uniform(g, 0, c)])
+    t = torch.arange(n, dtype=torch.float32)[:, None]
+    centre = start + t * speed * torch.tensor([math.cos(angle), math.sin(angle)])
+    half = sides[:, None] / 2
+    centre = _bounce(centre, half, c - half)  # the window stays inside the photograph
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = sides / c
+    theta[:, :, 2] = centre / c * 2 - 1
+    grid = F.affine_grid(theta, [n, 3, size, size], align_corners=False)
+    return F.grid_sample(canvas.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def _scene_discs(g, size, n):
-    yy, xx = _grid(size)
-    bg = _background(g, size, "checker")
-    k = int(torch.randint(2, 4, (1,), generator=g))
-    pos, vel = torch.rand(k, 2, generator=g), (torch.rand(k, 2, generator=g) - 0.5) * 0.3
-    rad = 0.12 + torch.rand(k, generator=g) * 0.1
-    cols = [_colour(g, "discs") for _ in range(k)]
-    frames = []
-    for t in range(n):
-        p = pos + vel * t
-        p = 1 - (1 - p.remainder(2)).abs()  # bounce inside [0, 1]
-        img = bg.clone()
-        for j in range(k):
-            m = ((xx - p[j, 0]) ** 2 + (yy - p[j, 1]) ** 2) < rad[j] ** 2
-            img = torch.where(m, cols[j].view(3, 1, 1), img)
-        frames.append(img)
-    return frames
+def _sprite(g: torch.Generator, kind: str, side: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One sprite: colour ``[3, s, s]`` and alpha ``[1, s, s]``."""
+    yy, xx = torch.meshgrid(*(torch.linspace(-1, 1, side),) * 2, indexing="ij")
+    colour = _SPRITE_COLOURS[int(torch.randint(len(_SPRITE_COLOURS), (), generator=g))].view(3, 1, 1)
+    if kind == "faces":
+        pool = imagery.faces()
+        face = pool[int(torch.randint(len(pool), (), generator=g))]
+        grey = F.interpolate(face[None, None], size=(side, side), mode="bilinear", align_corners=False)[0]
+        rgb = grey * torch.tensor([1.0, 0.85, 0.72]).view(3, 1, 1)
+        alpha = ((xx / 0.85) ** 2 + (yy / 1.0) ** 2 < 1).float()[None]
+        return rgb, alpha
+    if kind == "digits":
+        pool = imagery.digits()
+        digit = pool[int(torch.randint(len(pool), (), generator=g))]
+        alpha = F.interpolate(digit[None, None], size=(side, side), mode="nearest")[0]
+        return colour.expand(3, side, side), (alpha * 1.5).clamp(0, 1)
+    if kind == "discs":
+        return colour.expand(3, side, side), (xx**2 + yy**2 < 1).float()[None]
+    a = _uniform(g, 0, math.pi / 2)  # squares, at a random angle
+    u, v = xx * math.cos(a) + yy * math.sin(a), -xx * math.sin(a) + yy * math.cos(a)
+    return colour.expand(3, side, side), ((u.abs() < 0.7) & (v.abs() < 0.7)).float()[None]
 
 
-def _scene_squares(g, size, n):
-    yy, xx = _grid(size)
-    bg = _background(g, size, "stripes")
-    k = int(torch.randint(2, 4, (1,), generator=g))
-    pos, vel = torch.rand(k, 2, generator=g), (torch.rand(k, 2, generator=g) - 0.5) * 0.3
-    half = 0.1 + torch.rand(k, generator=g) * 0.08
-    spin = (torch.rand(k, generator=g) - 0.5) * 0.8
-    cols = [_colour(g, "squares") for _ in range(k)]
-    frames = []
-    for t in range(n):
-        p = 1 - (1 - (pos + vel * t).remainder(2)).abs()
-        img = bg.clone()
-        for j in range(k):
-            a = spin[j] * t
-            dx, dy = xx - p[j, 0], yy - p[j, 1]
-            u, v = dx * torch.cos(a) + dy * torch.sin(a), -dx * torch.sin(a) + dy * torch.cos(a)
-            m = (u.abs() < half[j]) & (v.abs() < half[j])
-            img = torch.where(m, cols[j].view(3, 1, 1), img)
-        frames.append(img)
-    return frames
-
-
-def _scene_pan(g, size, n):
-    """Camera pan over a blocky mosaic larger than the frame, moving several pixels per frame."""
-    cells = 6
-    big = 3 * size
-    idx = torch.randint(len(_PALETTES["pan"]), (big // cells + 1, big // cells + 1), generator=g)
-    pal = torch.tensor(_PALETTES["pan"])
-    tex = pal[idx].permute(2, 0, 1).repeat_interleave(cells, 1).repeat_interleave(cells, 2)[:, :big, :big]
-    speed = (torch.rand(2, generator=g) - 0.5) * 6 + torch.sign(torch.rand(2, generator=g) - 0.5) * 1.5
-    start = torch.randint(0, size, (2,), generator=g).float()
-    frames = []
-    for t in range(n):
-        oy, ox = ((start + speed * t).round().long() % (big - size)).tolist()
-        frames.append(tex[:, oy:oy + size, ox:ox + size].clone())
-    return frames
-
-
-def _scene_bars(g, size, n):
-    """Vertical or horizontal bars sweeping fast across a grey gradient."""
-    yy, xx = _grid(size)
-    horizontal = bool(torch.randint(2, (1,), generator=g))
-    coord = yy if horizontal else xx
-    bg = (0.25 + 0.3 * (xx if horizontal else yy)).expand(3, size, size).clone()
-    k = int(torch.randint(2, 4, (1,), generator=g))
-    pos, vel = torch.rand(k, generator=g), (torch.rand(k, generator=g) - 0.5) * 0.25
-    width = 0.05 + torch.rand(k, generator=g) * 0.08
-    cols = [_colour(g, "bars") for _ in range(k)]
-    frames = []
-    for t in range(n):
-        img = bg.clone()
-        for j in range(k):
-            c = (pos[j] + vel[j] * t) % 1.0
-            m = (coord - c).abs() < width[j]
-            img = torch.where(m, cols[j].view(3, 1, 1), img)
-        frames.append(img)
-    return frames
-
-
-_SCENES = {"discs": _scene_discs, "squares": _scene_squares, "pan": _scene_pan, "bars": _scene_bars}
+def _add_sprites(g: torch.Generator, frames: torch.Tensor, kind: str) -> torch.Tensor:
+    """1-3 sprites moving in straight lines at random speeds, bouncing off the edges; later ones occlude earlier ones."""
+    n, _, size, _ = frames.shape
+    out = frames.clone()
+    t = torch.arange(n, dtype=torch.float32)[:, None]
+    for _ in range(int(torch.randint(1, 4, (), generator=g))):
+        side = int(torch.randint(size // 5, size // 3 + 1, (), generator=g))
+        rgb, alpha = _sprite(g, kind, side)
+        angle, speed = _uniform(g, 0, 2 * math.pi), _uniform(g, 1.0, 4.0)
+        start = torch.tensor([_uniform(g, 0, size - side), _uniform(g, 0, size - side)])
+        pos = _bounce(start + t * speed * torch.tensor([math.cos(angle), math.sin(angle)]), 0.0, float(size - side)).round().long()
+        for f in range(n):
+            x, y = int(pos[f, 0]), int(pos[f, 1])
+            patch = out[f, :, y:y + side, x:x + side]
+            out[f, :, y:y + side, x:x + side] = patch * (1 - alpha) + rgb * alpha
+    return out
 
 
 def choose_cuts(g: torch.Generator, frames: int) -> tuple[int, ...]:
@@ -157,15 +125,18 @@ def render_video(spec: VideoSpec) -> tuple[torch.Tensor, tuple[int, ...]]:
     """Render ``[3, T, H, W]`` pixels in [0, 1] and the frames where a new scene starts."""
     if not 0 <= spec.cls < len(CLASSES):
         raise ValueError(f"render_video: cls={spec.cls} is not a class index; accepted 0..{len(CLASSES) - 1} ({', '.join(CLASSES)})")
-    if spec.frames < 1 or spec.size < 4 or spec.size % 2:
-        raise ValueError(f"render_video: frames={spec.frames}, size={spec.size}; need frames >= 1 and an even size >= 4")
+    if spec.frames < 1 or spec.size < 16 or spec.size % 4:
+        raise ValueError(f"render_video: frames={spec.frames}, size={spec.size}; need frames >= 1 and a size >= 16 divisible by 4")
     g = torch.Generator().manual_seed(int(spec.seed) * 7919 + spec.cls)
     cuts = choose_cuts(g, spec.frames) if spec.cuts is None else tuple(sorted(spec.cuts))
     if any(not 0 < c < spec.frames for c in cuts):
         raise ValueError(f"render_video: cuts={cuts} must lie in 1..{spec.frames - 1}")
+    scene = CLASSES[spec.cls]
+    photos = [imagery.photo(p) for p in imagery.SCENE_PHOTOS[scene]]
+    first = int(torch.randint(2, (), generator=g))  # which of the two photographs opens the clip
     bounds = (0, *cuts, spec.frames)
-    scene = _SCENES[CLASSES[spec.cls]]
-    frames: list[torch.Tensor] = []
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        frames += scene(g, spec.size, b - a)
-    return torch.stack(frames, dim=1).clamp(0, 1), cuts
+    shots = []
+    for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        shot = _camera(g, photos[(first + k) % 2], b - a, spec.size)
+        shots.append(_add_sprites(g, shot, imagery.SCENE_SPRITES[scene]))
+    return torch.cat(shots).permute(1, 0, 2, 3).clamp(0, 1).contiguous(), cuts

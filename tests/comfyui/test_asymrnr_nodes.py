@@ -66,7 +66,7 @@ def _sample(pack, model, sampler=None, frames=FRAMES, seed=0):
     import comfy.sample
     import comfy.samplers
 
-    pos, neg = pack.tb.RhymeFlowTestbedConditioning.execute("discs").args
+    pos, neg = pack.tb.RhymeFlowTestbedConditioning.execute("astronaut").args
     guider = comfy.samplers.CFGGuider(model)
     guider.set_conds(pos, neg)
     guider.set_cfg(3.0)

@@ -26,7 +26,7 @@ def wan(tiny_wan, tmp_path_factory):
     return tiny_wan(tmp_path_factory.mktemp("wan") / "tiny_wan.safetensors", 0, **TINY)
 
 
-def _conds(pack, cls="discs"):
+def _conds(pack, cls="astronaut"):
     pos, neg = pack.tb.RhymeFlowTestbedConditioning.execute(cls).args
     return pos, neg
 
@@ -251,17 +251,16 @@ def test_testbed_decode_undoes_process_out(pack):
     from rhymeflow_core.testbed import pseudo_vae
 
     torch.manual_seed(1)
-    pixels = torch.rand(1, 3, 4, 32, 32)
-    z = comfy.latent_formats.Wan21().process_out(pseudo_vae.encode(pixels))  # what a sampler hands downstream
-    frames = pack.tb.RhymeFlowTestbedDecode.execute({"samples": z}).args[0]
-    assert frames.shape == (4, 32, 32, 3)
-    assert (frames - pixels[0].permute(1, 2, 3, 0)).abs().max() < 1e-4
+    z = pseudo_vae.encode(torch.rand(1, 3, 4, 64, 64))
+    frames = pack.tb.RhymeFlowTestbedDecode.execute({"samples": comfy.latent_formats.Wan21().process_out(z)}).args[0]  # what a sampler hands downstream
+    assert frames.shape == (4, 64, 64, 3)
+    assert (frames - pseudo_vae.decode(z)[0].permute(1, 2, 3, 0)).abs().max() < 1e-4
 
 
 def test_testbed_latent_and_conditioning(pack):
     latent = pack.tb.RhymeFlowTestbedEmptyLatent.execute(16).args[0]
     assert latent["samples"].shape == (1, 16, 16, 16, 16) and not latent["samples"].any()
-    pos, neg = _conds(pack, "pan")
+    pos, neg = _conds(pack, "cosmos")
     assert pos[0][0].shape == (1, 8, 4096) and not neg[0][0].any() and pos[0][1] == {}
     with pytest.raises(ValueError, match=r"input 'frames' = 2; accepted: 3\.\.21"):
         pack.tb.RhymeFlowTestbedEmptyLatent.execute(2)

@@ -32,7 +32,7 @@ WORKFLOWS = sorted((REPO_ROOT / "example_workflows").glob("*.json"))
 TRY_IT_NOW = REPO_ROOT / "example_workflows" / "rhymeflow_testbed_try_it_now.json"
 OUR_NODES = ("RhymeFlowKeyframes", "RhymeFlowAsyncSampler", "RhymeFlowProjectionPatch", "RhymeFlowStats", "RhymeFlowCompare",
              "RhymeFlowTestbedConditioning", "RhymeFlowTestbedEmptyLatent", "RhymeFlowTestbedDecode")
-FRAMES, STEPS, SEED, CLASS = 9, 20, 1234, "squares"
+FRAMES, STEPS, SEED, CLASS = 9, 20, 1234, "cat"
 START_TIMEOUT, RUN_TIMEOUT = 240, 240
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 FILE_INPUTS = ("unet_name", "clip_name", "clip_name1", "clip_name2", "vae_name", "ckpt_name", "lora_name")  # combos listing model files
@@ -386,7 +386,7 @@ def reference(checkpoint, testbed_prompt):
     from rhymeflow_core.presets import preset_schedule
     from rhymeflow_core.sampler import sample_dense, sample_rhymeflow
     from rhymeflow_core.testbed import model_io, runner
-    from rhymeflow_core.testbed.videos import CLASSES
+    from rhymeflow_core.testbed.conditioning import CLASSES
 
     model = model_io.load_model(checkpoint)
     job = runner.Job(cls=CLASSES.index(CLASS), seed=SEED, frames=FRAMES, steps=STEPS, cfg=3.0, shift=3.0)

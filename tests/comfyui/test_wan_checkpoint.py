@@ -14,9 +14,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rhymeflow_core.testbed import model_io
+from rhymeflow_core.testbed.train import TRAIN_CONFIG as TRAINED_CONFIG  # the shipped checkpoint's config
 from rhymeflow_core.testbed.wan_dit import WanConfig, WanModel
 
-TRAINED_CONFIG = WanConfig(dim=128, ffn_dim=512, num_layers=4)  # the shipped checkpoint's config (train.py)
 SIGMAS = (0.05, 0.5, 0.95)
 SHAPES = [(1, 16, 16), (5, 16, 16), (13, 16, 16), (5, 14, 18), (3, 15, 17)]  # (T, H, W) latent; 15x17 pads
 BATCH, TEXT_LEN, TEXT_DIM = 2, 8, 4096
