@@ -13,7 +13,14 @@ How each column is obtained, all in this one run:
   ``--videos`` videos (classes cycled, seeds 0..);
 - peak MB: peak of live tensor bytes during one run (``rhymeflow_core.memory``: CUDA allocator or CPU profiler);
 - "dense-k @ equal time": dense with k steps, k chosen so its time matches the RhymeFlow row named,
-  the honest baseline any accelerator must beat.
+  the honest baseline any accelerator must beat; plain "dense-k" rows sweep k from N/4 to 2N/3 for the curve;
+- quality without a reference (the test bed's VBench analogue, ``testbed.classifier`` and
+  ``testbed.evaluate``): "recog" is the share of videos the scene classifier, fitted on generator
+  videos only, recognises as the conditioned scene, "conf" its mean probability for that scene, and
+  "adj dB" the mean adjacent-frame PSNR over non-cut pairs (temporal coherence; the generator's own
+  videos score the figure printed in the header).
+Writes ``out/benchmark/benchmark.json``, one CSV per step count and ``pareto_<steps>.png``
+(PSNR vs FLOP and vs wall-clock speed-up, one curve per method family).
 """
 from __future__ import annotations
 
@@ -45,7 +52,12 @@ from rhymeflow_core.testbed import pseudo_vae  # noqa: E402
 from rhymeflow_core.testbed.conditioning import TEXT_TOKENS  # noqa: E402
 from rhymeflow_core.testbed.model_io import DEFAULT_DIR, TRAIN_SHIFT, load_model  # noqa: E402
 from rhymeflow_core.testbed.runner import LATENT_SIZE, Job, run_sampler  # noqa: E402
-from rhymeflow_core.testbed.videos import CLASSES  # noqa: E402
+from rhymeflow_core.testbed.conditioning import CLASSES  # noqa: E402
+from rhymeflow_core.testbed.classifier import SceneClassifier, fit as fit_classifier  # noqa: E402
+from rhymeflow_core.testbed.evaluate import adjacent_psnr  # noqa: E402
+from rhymeflow_core.testbed.videos import VideoSpec, render_video  # noqa: E402
+
+from pareto_plot import write_csv, write_plot  # noqa: E402
 
 
 @dataclass
@@ -120,18 +132,28 @@ def timed(method: Method, model, job) -> float:
     return time.perf_counter() - t0
 
 
-def measure_quality(methods: list[Method], ref_videos: list[torch.Tensor], model, jobs: list[Job], reference: Method) -> None:
-    """Fidelity against the dense videos, FLOPs of one whole run, and the FLOP-ideal speed-up."""
+def no_reference_quality(videos: list[torch.Tensor], jobs: list[Job], clf: SceneClassifier) -> dict:
+    """Recognised share, mean confidence for the conditioned scene, mean adjacent-frame PSNR (non-cut pairs)."""
+    return {"recognised": sum(clf.recognised(v, j.cls) for v, j in zip(videos, jobs)) / len(jobs),
+            "confidence": sum(clf.confidence(v, j.cls) for v, j in zip(videos, jobs)) / len(jobs),
+            "adjacent_psnr": float(torch.cat([adjacent_psnr(v) for v in videos]).mean())}
+
+
+def measure_quality(methods: list[Method], ref_videos: list[torch.Tensor], model, jobs: list[Job], reference: Method,
+                    clf: SceneClassifier) -> None:
+    """Fidelity against the dense videos, the no-reference score, FLOPs of one whole run, and the FLOP-ideal speed-up."""
     for m in methods:
-        psnr, ssim, stats = [], [], None
+        psnr, ssim, stats, videos = [], [], None, []
         for j, ref_v in zip(jobs, ref_videos):
             latent, holder = m.run(model, j)
             v = pseudo_vae.decode(latent)[0]
+            videos.append(v)
             psnr.append(psnr_per_frame(ref_v, v))
             ssim.append(ssim_per_frame(ref_v, v))
             stats = stats or (holder.last_stats if holder is not None else None)
         p, s = torch.cat(psnr), torch.cat(ssim)
-        m.result.update(psnr_mean=float(p.mean()), psnr_worst=float(p.min()), ssim_mean=float(s.mean()), ssim_worst=float(s.min()))
+        m.result.update(psnr_mean=float(p.mean()), psnr_worst=float(p.min()), ssim_mean=float(s.mean()), ssim_worst=float(s.min()),
+                        **no_reference_quality(videos, jobs, clf))
         m.result["flops"] = count_flops(lambda: m.run(model, jobs[0]))
         m.result["peak_mb"] = peak_memory(lambda: m.run(model, jobs[0])) / 2**20
         saved = (m.asym.stats.flops_dense - m.asym.stats.flops) if m.asym is not None else 0
@@ -168,6 +190,8 @@ def print_table(title: str, methods: list[Method]) -> None:
             ("PSNR worst", lambda r, m: "ref" if m is methods[0] else f"{r['psnr_worst']:.2f}"),
             ("SSIM", lambda r, m: "ref" if m is methods[0] else f"{r['ssim_mean']:.3f}"),
             ("SSIM worst", lambda r, m: "ref" if m is methods[0] else f"{r['ssim_worst']:.3f}"),
+            ("recog", lambda r, m: f"{r['recognised']:.0%}"), ("conf", lambda r, m: f"{r['confidence']:.2f}"),
+            ("adj dB", lambda r, m: f"{r['adjacent_psnr']:.1f}"),
             ("full/key", lambda r, m: f"{r['full_passes']}/{r['keyframe_passes']}" if "full_passes" in r else f"{m.steps}/0"),
             ("cache MB", lambda r, m: f"{r['cache_mb']:.1f}" if "cache_mb" in r else "-"),
             ("peak MB", lambda r, m: f"{r['peak_mb']:.0f}"),
@@ -251,8 +275,9 @@ def main(argv: list[str] | None = None) -> None:
     model = load_model(args.weights)
     dims = ModelDims("test bed", layers=len(model.blocks), dim=model.dim, ffn_dim=model.cfg.ffn_dim,
                      tokens_per_frame=(LATENT_SIZE // 2) ** 2, frames=args.frames, text_tokens=TEXT_TOKENS)
-    print(f"test bed: {dims.layers} blocks, dim {dims.dim}, {args.frames} latent frames x {dims.tokens_per_frame} tokens, "
-          f"CFG 3.0 (cond+uncond batched); attention share of a dense pass: {attention_share(dims):.0%}; "
+    clf = fit_classifier()
+    print(f"test bed: {dims.layers} blocks, dim {dims.dim}, {model.num_heads} heads, {args.frames} latent frames x {dims.tokens_per_frame} tokens, "
+          f"CFG {Job.cfg} (cond+uncond batched), shift {TRAIN_SHIFT}; attention share of a dense pass: {attention_share(dims):.0%}; "
           f"{torch.get_num_threads()} CPU threads; fidelity over {args.videos} videos")
     report = {"dims": dims.__dict__, "threads": torch.get_num_threads(), "tables": {}, "analytic_wan": analytic_wan_table(args.budget),
               "analytic_families": families}
@@ -274,8 +299,12 @@ def main(argv: list[str] | None = None) -> None:
             methods += [asymrnr_only(steps, sched), rhymeflow(steps, "fast", args.budget, "kv", dims=dims, asymrnr=sched)]
         else:
             print(f"(no AsymRnR schedule at {args.asymrnr}: AsymRnR rows skipped; calibrate with python -m rhymeflow_core.asymrnr.calibrate)")
+        data = [pseudo_vae.decode(pseudo_vae.encode(render_video(VideoSpec(j.cls, 700 + k, args.frames))[0][None]))[0] for k, j in enumerate(jobs)]
+        data_quality = no_reference_quality(data, jobs, clf)
+        print(f"\ngenerator videos of the same scenes: adjacent-frame PSNR {data_quality['adjacent_psnr']:.1f} dB, "
+              f"recognised {data_quality['recognised']:.0%}")
         ref_videos = [pseudo_vae.decode(methods[0].run(model, j)[0])[0] for j in jobs]
-        measure_quality(methods, ref_videos, model, jobs, methods[0])
+        measure_quality(methods, ref_videos, model, jobs, methods[0], clf)
         measure_time(methods, model, jobs[0], args.reps)  # first pass: find the equal-time step counts
         t_dense = methods[0].result["seconds"]
         baselines: list[Method] = []
@@ -284,12 +313,20 @@ def main(argv: list[str] | None = None) -> None:
             if k < steps and all(b.steps != k for b in baselines):
                 short = m.name.split(" (")[0] + " " + m.name.split(")")[-1].strip()
                 baselines.append(dense(k, f"dense-{k} @ equal time to {short.strip()}"))
-        measure_quality(baselines, ref_videos, model, jobs, methods[0])
+        sweep = sorted({max(1, round(steps * f)) for f in (0.25, 1 / 3, 0.5, 2 / 3)} - {b.steps for b in baselines})
+        baselines += [dense(k) for k in sweep]
+        measure_quality(baselines, ref_videos, model, jobs, methods[0], clf)
         methods += baselines
         measure_time(methods, model, jobs[0], args.reps)  # the reported timings: every row interleaved
         print()
         print_table(f"== {steps} steps ==", methods)
         report["tables"][str(steps)] = [{"method": m.name, "steps": m.steps, **m.result} for m in methods]
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_csv(report["tables"][str(steps)], args.out / f"benchmark_{steps}.csv")
+        title = (f"test bed v2, {steps} steps, {args.frames} latent frames, {args.videos} videos, CFG {Job.cfg}: "
+                 "PSNR vs dense of the same seed")
+        if not write_plot(report["tables"][str(steps)], title, args.out / f"pareto_{steps}.png"):
+            print("(matplotlib not installed: no plot written)")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "benchmark.json").write_text(json.dumps(report, indent=2))
     print(f"\nwrote {args.out / 'benchmark.json'}")

@@ -1,0 +1,66 @@
+"""Write a benchmark table as CSV and as a fidelity-vs-speed-up plot (one curve per method family).
+
+Why a plot: a speed-up is only worth having if it sits above "dense with fewer steps" on the
+speed/fidelity curve; a table makes that comparison row by row, a plot shows it at a glance. Each
+point is one method at one operating point; the left panel puts it at its FLOP ratio, the right at its
+measured wall-clock ratio, both against mean pixel PSNR to dense of the same seed.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+
+
+def family(name: str) -> str:
+    """Which curve a row belongs to: combinations with AsymRnR count as RhymeFlow + AsymRnR."""
+    if name.startswith("dense"):
+        return "dense-k"
+    if name.startswith("rhymeflow") and "asymrnr" in name:
+        return "RhymeFlow + AsymRnR"
+    return "RhymeFlow" if name.startswith("rhymeflow") else "AsymRnR"
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    keys = [k for k in rows[0] if not isinstance(rows[0][k], (list, dict))]
+    for r in rows[1:]:
+        keys += [k for k in r if k not in keys and not isinstance(r[k], (list, dict))]
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items() if k in keys})
+
+
+def write_plot(rows: list[dict], title: str, path: Path) -> bool:
+    """PNG with two panels; returns False (and writes nothing) when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    colours = {"dense-k": "#7f8790", "RhymeFlow": "#2e9d5b", "AsymRnR": "#d9822b", "RhymeFlow + AsymRnR": "#7b52c9"}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    points = [r for r in rows if "psnr_mean" in r]
+    for ax, key, label in ((axes[0], "flop_ratio", "FLOP speed-up vs dense (x)"), (axes[1], "wall_ratio", "wall-clock speed-up vs dense (x, measured)")):
+        for fam, colour in colours.items():
+            pts = sorted((r[key], r["psnr_mean"], r["method"]) for r in points if family(r["method"]) == fam)
+            if not pts:
+                continue
+            xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+            ax.plot(xs, ys, "-o" if fam == "dense-k" else "o", color=colour, label=fam, markersize=6, linewidth=1.5)
+            if fam != "dense-k":
+                for x, y, name in pts:
+                    ax.annotate(name.replace("rhymeflow ", "").split(" (")[0] + (" +A" if "asymrnr" in name and fam != "AsymRnR" else ""),
+                                (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=colour)
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("PSNR vs dense (dB, mean over frames and videos)")
+    axes[0].legend(loc="upper right", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
