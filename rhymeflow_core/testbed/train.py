@@ -120,8 +120,8 @@ class Trainer:
             for pe, pm in zip(self.ema.parameters(), self.model.parameters()):
                 pe.lerp_(pm, 1 - decay)
         self.step += 1
-        self.losses.append(float(loss))
-        return float(loss)
+        self.losses.append(float(loss.detach()))
+        return self.losses[-1]
 
     def export(self, out: Path) -> dict:
         """EMA weights (fp16) and the model card into ``out``."""
