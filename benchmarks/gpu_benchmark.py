@@ -47,6 +47,7 @@ from gpu_timing import Timing, time_call, time_once, time_single  # noqa: E402
 
 GIB = 2**30
 JSON_NAME, TABLE_NAME = "gpu_benchmark.json", "gpu_benchmark.txt"
+SECTIONS = ("pass", "run", "asymrnr", "compile")  # a task's section is its kind's first word
 
 
 class RealSizeDenoiser(TestbedDenoiser):
@@ -155,7 +156,7 @@ class Runner:
 
     def _add(self, task: Task, label: str | None = None, **fields) -> None:
         c = task.config
-        row = {"section": task.kind.split("_")[0], "model": c.name, "layers": f"{c.layers}/{c.dims.layers}", "tokens": c.tokens,
+        row = {"section": task.section, "model": c.name, "layers": f"{c.layers}/{c.dims.layers}", "tokens": c.tokens,
                "task": label or task.label, "estimate_s": round(task.estimate_s, 1), **fields}
         self.rows.append(row)
 
@@ -390,6 +391,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--budget-s", type=float, default=420.0, help="stop starting tasks that would end past this many seconds")
     ap.add_argument("--dry-run", action="store_true", help="print the plan and its GPU-time estimate; measure nothing")
     ap.add_argument("--smoke", action="store_true", help="toy sizes, fp32, on the CPU: every code path, for CI")
+    ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                    help="which parts to run (all by default; e.g. leave out compile to re-run the rest quickly)")
     ap.add_argument("--reps", type=int, default=3, help="timed repeats per measurement (median reported)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed calls before the timed ones (at least 1)")
     ap.add_argument("--keyframes", type=int, nargs="+", default=[2, 4, 8], help="M of the keyframe-only passes (of 21 frames)")
@@ -414,8 +417,10 @@ def make_plan(args: argparse.Namespace) -> list[Task]:
     run_config = compile_config = configs[0]  # Wan 2.1 1.3B at 480p, all 30 layers
     sigmas = simple_sigmas(args.steps, WAN_SHIFT)
     presets = {"dense": None, **{name: preset_schedule(name, sigmas) for name in ("paper", "fast")}}
-    return build_plan(configs, run_config, compile_config, reps=args.reps, warmup=args.warmup, keyframes=tuple(args.keyframes),
-                      cpu_keyframes=tuple(args.cpu_keyframes), steps=args.steps, cfg=args.cfg, asym_rate=args.asym_rate, presets=presets)
+    tasks = build_plan(configs, run_config, compile_config, reps=args.reps, warmup=args.warmup, keyframes=tuple(args.keyframes),
+                       cpu_keyframes=tuple(args.cpu_keyframes), steps=args.steps, cfg=args.cfg, asym_rate=args.asym_rate,
+                       presets=presets)
+    return [t for t in tasks if t.section in args.sections]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,6 +65,10 @@ class Task:
     params: dict = field(default_factory=dict)
 
     @property
+    def section(self) -> str:
+        return self.kind.split("_")[0]
+
+    @property
     def label(self) -> str:
         p = self.params
         if self.kind == "pass_full":
@@ -184,7 +188,7 @@ def plan_text(tasks: list[Task], budget_s: float) -> str:
     for i, t in enumerate(tasks):
         c = t.config
         lines.append(f"{i:>3}  {c.name:<18} {f'{c.layers}/{c.dims.layers}':>17}  {c.tokens:>6}  {t.estimate_s:>7.1f}  {t.label}")
-    lines.append(f"estimated GPU time: {estimate_total(tasks):.0f} s for {len(tasks)} tasks and {builds(tasks)} model builds "
+    lines.append(f"estimated GPU time: {estimate_total(tasks):.0f} s for {len(tasks)} tasks and {builds(tasks)} model build{'' if builds(tasks) == 1 else 's'} "
                  f"(budget {budget_s:.0f} s: tasks that would overrun it are skipped at run time)")
     lines.append("assumptions: " + ", ".join(f"{k} {v:g}" for k, v in ASSUMED.items()))
     return "\n".join(lines)
