@@ -188,8 +188,9 @@ def plan_text(tasks: list[Task], budget_s: float) -> str:
     for i, t in enumerate(tasks):
         c = t.config
         lines.append(f"{i:>3}  {c.name:<18} {f'{c.layers}/{c.dims.layers}':>17}  {c.tokens:>6}  {t.estimate_s:>7.1f}  {t.label}")
-    lines.append(f"estimated GPU time: {estimate_total(tasks):.0f} s for {len(tasks)} tasks and {builds(tasks)} model build{'' if builds(tasks) == 1 else 's'} "
-                 f"(budget {budget_s:.0f} s: tasks that would overrun it are skipped at run time)")
+    n_builds = builds(tasks)
+    lines.append(f"estimated GPU time: {estimate_total(tasks):.0f} s for {len(tasks)} tasks and {n_builds} model "
+                 f"build{'' if n_builds == 1 else 's'} (budget {budget_s:.0f} s: tasks that would overrun it are skipped at run time)")
     lines.append("assumptions: " + ", ".join(f"{k} {v:g}" for k, v in ASSUMED.items()))
     return "\n".join(lines)
 
