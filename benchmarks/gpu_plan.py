@@ -76,7 +76,8 @@ class Task:
         if self.kind == "pass_keyframe":
             return f"keyframe pass M{p['m']} {p['context']} cache:{p['placement']}"
         if self.kind == "run":
-            return f"{p['steps']}-step run {p['method']} (CFG {p['cfg']:g}, batched)"
+            guidance = f"CFG {p['cfg']:g}, cond+uncond batched" if p["cfg"] != 1.0 else "no CFG"
+            return f"{p['steps']}-step run {p['method']} ({guidance})"
         if self.kind == "asymrnr":
             return f"AsymRnR attention q{p['rate']:g}/kv{p['rate']:g}"
         if self.kind == "compile_full":
