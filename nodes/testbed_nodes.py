@@ -4,8 +4,7 @@ import torch
 from comfy_api.latest import io
 
 from ..rhymeflow_core.testbed import pseudo_vae
-from ..rhymeflow_core.testbed.conditioning import class_context, null_context
-from ..rhymeflow_core.testbed.conditioning import CLASSES
+from ..rhymeflow_core.testbed.conditioning import CLASSES, class_context, null_context
 from .common import CATEGORY
 
 TESTBED_CATEGORY = f"{CATEGORY}/testbed"

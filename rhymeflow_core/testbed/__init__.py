@@ -1,1 +1,1 @@
-"""The test bed: a small Wan-architecture DiT trained here on procedural videos, with an exact pseudo-VAE."""
+"""The test bed: a small Wan-architecture DiT (4 heads) trained here on videos made from real photographs, with a lossy linear pseudo-VAE."""
