@@ -69,9 +69,9 @@ def test_pseudo_vae_is_a_projection_with_reported_loss():
 
 def test_shipped_basis_is_what_the_fit_gives():
     fitted = fit_basis(videos_per_class=64, frames=8)
-    mean, comp, std = pseudo_vae._basis()
+    mean, comp, scale = pseudo_vae._basis()
     torch.testing.assert_close(fitted["components"], comp, atol=1e-4, rtol=0)
-    torch.testing.assert_close(fitted["std"], std, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(fitted["scale"], scale, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(fitted["mean"], mean, atol=1e-6, rtol=0)
 
 

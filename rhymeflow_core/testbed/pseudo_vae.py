@@ -4,9 +4,12 @@ Why: the test bed needs latents with Wan 2.1's 16 channels and /4-or-more spatia
 64 x 64 video (where a face or a digit can be recognised) becomes a 16 x 16 latent that a CPU can
 sample. A fixed linear map keeps decode cheap and deterministic, and every latent (noisy, projected,
 final) can be looked at as pixels; fidelity is always measured on decoded pixels. The basis is the
-top-16 principal components of 4x4x3 patches of the generator's videos, each channel scaled to unit
-variance as Wan's VAE normalises its latents per channel; it is fitted once (``vae_fit.py``) and
-shipped, so the ComfyUI pack never needs the generator. One pixel frame per latent frame (no temporal
+top-16 principal components of 4x4x3 patches of the generator's videos, with one scale for all
+channels so the latent has unit variance on average. One scale, not one per channel: the first
+components (patch colour and gradients) then carry most of the variance, as they carry most of what
+a viewer sees, so the model's loss and the noise schedule treat layout before fine texture, as pixel
+diffusion does (a per-channel whitened latent, tried first, trained into 4x4-block noise). The basis is
+fitted once (``vae_fit.py``) and shipped, so the ComfyUI pack never needs the generator. One pixel frame per latent frame (no temporal
 compression). ``decode(encode(p))`` is the projection of ``p`` onto the basis (lossy: see the model card
 for its reconstruction PSNR); ``encode(decode(z)) == z`` while no pixel is clamped.
 """
@@ -26,11 +29,11 @@ BASIS_PATH = Path(__file__).resolve().parent / "weights" / "pseudo_vae_basis.saf
 
 @lru_cache(maxsize=4)
 def _basis(device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(mean [48], components [16, 48], std [16])`` from the shipped basis file."""
+    """``(mean [48], components [16, 48], scale [1])`` from the shipped basis file."""
     if not BASIS_PATH.exists():
         raise FileNotFoundError(f"pseudo-VAE basis {BASIS_PATH} is missing; fit it with `python -m rhymeflow_core.testbed.vae_fit`")
     t = load_file(str(BASIS_PATH))
-    return t["mean"].to(device), t["components"].to(device), t["std"].to(device)
+    return t["mean"].to(device), t["components"].to(device), t["scale"].to(device)
 
 
 def encode(pixels: torch.Tensor) -> torch.Tensor:
@@ -38,9 +41,9 @@ def encode(pixels: torch.Tensor) -> torch.Tensor:
     if pixels.ndim != 5 or pixels.shape[1] != 3 or pixels.shape[-1] % PATCH or pixels.shape[-2] % PATCH:
         raise ValueError(f"pseudo_vae.encode: pixels of shape {tuple(pixels.shape)}; expected [B, 3, T, H, W] with H and W divisible by {PATCH}")
     b, _, t, h, w = pixels.shape
-    mean, comp, std = _basis(str(pixels.device))
+    mean, comp, scale = _basis(str(pixels.device))
     x = F.pixel_unshuffle(pixels.float().permute(0, 2, 1, 3, 4).reshape(b * t, 3, h, w), PATCH)  # [BT, 48, h/4, w/4]
-    z = torch.einsum("lc,nchw->nlhw", comp, x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    z = torch.einsum("lc,nchw->nlhw", comp, x - mean.view(1, -1, 1, 1)) / scale
     return z.reshape(b, t, LATENT_CHANNELS, h // PATCH, w // PATCH).permute(0, 2, 1, 3, 4).to(pixels.dtype)
 
 
@@ -49,8 +52,8 @@ def decode(latents: torch.Tensor) -> torch.Tensor:
     if latents.ndim != 5 or latents.shape[1] != LATENT_CHANNELS:
         raise ValueError(f"pseudo_vae.decode: latents of shape {tuple(latents.shape)}; expected [B, 16, T, h, w]")
     b, _, t, h, w = latents.shape
-    mean, comp, std = _basis(str(latents.device))
-    z = latents.float().permute(0, 2, 1, 3, 4).reshape(b * t, LATENT_CHANNELS, h, w) * std.view(1, -1, 1, 1)
+    mean, comp, scale = _basis(str(latents.device))
+    z = latents.float().permute(0, 2, 1, 3, 4).reshape(b * t, LATENT_CHANNELS, h, w) * scale
     x = torch.einsum("lc,nlhw->nchw", comp, z) + mean.view(1, -1, 1, 1)
     x = F.pixel_shuffle(x, PATCH).clamp(0, 1)
     return x.reshape(b, t, 3, PATCH * h, PATCH * w).permute(0, 2, 1, 3, 4)

@@ -20,7 +20,7 @@ FIT_SEED_BASE = 2_000_000
 
 
 def fit_basis(videos_per_class: int = 64, frames: int = 8) -> dict[str, torch.Tensor]:
-    """PCA of every 4x4 patch of ``videos_per_class`` clips per scene; channel std = sqrt(eigenvalue)."""
+    """PCA of every 4x4 patch of ``videos_per_class`` clips per scene; one scale = RMS of the kept components."""
     patches = []
     for c in range(len(CLASSES)):
         for s in range(videos_per_class):
@@ -33,7 +33,8 @@ def fit_basis(videos_per_class: int = 64, frames: int = 8) -> dict[str, torch.Te
     order = evals.argsort(descending=True)[: pseudo_vae.LATENT_CHANNELS]
     comp = evecs[:, order].T
     comp = comp * torch.sign(comp.sum(1, keepdim=True) + 1e-12)  # a fixed sign per component
-    return {"mean": mean.float().contiguous(), "components": comp.float().contiguous(), "std": evals[order].sqrt().float().contiguous()}
+    scale = evals[order].mean().sqrt().reshape(1)
+    return {"mean": mean.float().contiguous(), "components": comp.float().contiguous(), "scale": scale.float().contiguous()}
 
 
 def reconstruction_psnr(videos: int = 16, frames: int = 16) -> float:
