@@ -87,7 +87,7 @@ def test_defaults_and_plain_values_are_accepted():
         ({"strategy": "manual", "manual": "0, six"}, "cannot read frame list"),
         ({"strategy": "manual", "manual": "5-3"}, "cannot read frame list"),
         ({"strategy": "manual", "manual": "25", "frames": "21"}, "outside 0..20"),
-        ({"strategy": "manual", "manual": "0-99999999999"}, "frame indices stop at"),
+        ({"strategy": "manual", "manual": "0-99999999999"}, "beyond 511"),
         ({"frames": "abc"}, "frames='abc'"),
         ({"frames": "1"}, "frames=1"),
         ({"preset": "turbo"}, "preset='turbo'"),

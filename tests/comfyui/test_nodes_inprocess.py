@@ -118,8 +118,8 @@ def test_patch_rejects_bad_options(pack, wan):
 # ----------------------------------------------------------------------------------------------- keyframes node
 
 @pytest.mark.parametrize("kw, pattern", [
-    ({"manual": "0, x"}, r"RhymeFlow Keyframes: input 'manual' = '0, x'.*'x' is not a frame index.*e\.g\. '0, 6, 12-14'"),
-    ({"manual": "5-2"}, r"input 'manual'.*ascending range"),
+    ({"strategy": "manual", "manual": "0, x"}, r"RhymeFlow Keyframes: input 'manual' = '0, x'.*'x' is not a frame index.*e\.g\. '0, 6, 12-14'"),
+    ({"strategy": "manual", "manual": "5-2"}, r"input 'manual'.*ascending range"),
     ({"threshold": 1.5}, r"RhymeFlow Keyframes: input 'threshold' = 1\.5; accepted: .*\[-1, 1\]"),
     ({"budget": 0}, r"RhymeFlow Keyframes: input 'budget' = 0; accepted: an integer >= 1"),
     ({"strategy": "random"}, r"input 'strategy' = 'random'; accepted: semantic, dynamic, uniform, manual"),
@@ -133,6 +133,12 @@ def test_keyframes_node_errors(pack, kw, pattern):
 def test_keyframes_node_parses_manual(pack):
     plan = _plan(pack, strategy="manual", manual=" 0, 6, 12-14,")
     assert plan.manual == (0, 6, 12, 13, 14) and plan.strategy == "manual"
+
+
+def test_keyframes_node_ignores_manual_text_for_other_strategies(pack):
+    """A stale or mistyped manual text must neither fail nor cost anything when the strategy does not read it."""
+    plan = _plan(pack, strategy="semantic", manual="0-30000000, not a list")
+    assert plan.manual == () and plan.strategy == "semantic"
 
 
 # ----------------------------------------------------------------------------------------------- sampler errors
