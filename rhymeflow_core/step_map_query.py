@@ -57,7 +57,8 @@ def _int(query: Mapping[str, Any], name: str, default: int, lo: int, hi: int) ->
     except ValueError:
         raise _QueryError(f"{name}={clip_text(str(raw))} must be an integer") from None
     if not lo <= value <= hi:
-        raise _QueryError(f"{name}={value} must lie in {lo}..{hi}")
+        shown = str(value) if len(str(value)) <= 20 else clip_text(str(value))  # "frames=" + 4000 digits parses
+        raise _QueryError(f"{name}={shown} must lie in {lo}..{hi}")
     return value
 
 
