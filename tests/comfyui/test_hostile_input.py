@@ -3,9 +3,10 @@ node, the input, the value and what is accepted; none can exhaust the server; an
 next run.
 
 Each case is sent as the frontend sends it (``/prompt``, or the step-map route) to one server per module
-(``conftest.server``). After each case the module checks that the server still answers and that a plain dense run
-on the cached MODEL is bit-identical to the clean dense run made before any case; at the end, that the server's
-peak memory, its ``/history`` and its log stayed small. The "untested classes" of issue 14 (batch > 1, denoise < 1,
+(``conftest.server``). After each case the module checks the message, that it came quickly, that its ``/history``
+entry is small and that the server still answers; after each group of cases, that a plain dense run on the cached
+MODEL is bit-identical to the clean dense run made before any case (one per group, not per case: this tier shares
+two CPU cores); at the end, that the server's peak memory, its ``/history`` and its log stayed small. The "untested classes" of issue 14 (batch > 1, denoise < 1,
 CFG 1 and no negative, a re-queued cached prompt, fp8 weights, a frame-count change between runs, two samplers on
 one patched MODEL) are here too, each checked against a run it must equal where one exists.
 
@@ -117,7 +118,7 @@ def peak_rss(server: Server) -> int:
 # ----------------------------------------------------------------------------------------------- clean references
 
 class Clean:
-    """Runs made before any case, and the check every case ends with."""
+    """Runs made before any case, and the check each group of cases ends with."""
 
     def __init__(self, server: Server):
         self.server = server
