@@ -363,8 +363,8 @@ def _save_target(filename_prefix: str, out_dir: str) -> tuple[str, str, int, str
     if os.path.basename(prefix) in ("", ".", ".."):
         raise ValueError(f"{shown} has no file name; accepted: a path relative to ComfyUI's output folder ending in a "
                          "name, e.g. asymrnr/schedule")
-    out_dir = os.path.abspath(out_dir)
-    if os.path.commonpath((out_dir, os.path.abspath(os.path.join(out_dir, os.path.dirname(prefix))))) != out_dir:
+    real_out = os.path.realpath(out_dir)  # real paths: a linked subfolder must not lead the write elsewhere
+    if os.path.commonpath((real_out, os.path.realpath(os.path.join(out_dir, os.path.dirname(prefix))))) != real_out:
         raise ValueError(f"{shown} leaves ComfyUI's output folder; accepted: a path relative to it, e.g. asymrnr/schedule")
     folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, out_dir)
     return folder, name, counter, subfolder

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -251,13 +252,16 @@ def test_calibration_in_a_graph(pack, wan, dense, output_dir):
 @pytest.mark.parametrize("prefix, pattern", [
     ("", r"has no file name"), ("  ", r"has no file name"), (".", r"has no file name"),
     ("../escape", r"leaves ComfyUI's output folder"), ("/tmp/abs", r"leaves ComfyUI's output folder"),
+    ("linked/schedule", r"leaves ComfyUI's output folder"),
 ])
 def test_schedule_prefix_is_checked_before_anything_is_written(pack, wan, output_dir, prefix, pattern):
+    elsewhere = Path(tempfile.mkdtemp())  # outside the output folder, reached through a link inside it
+    (output_dir / "linked").symlink_to(elsewhere, target_is_directory=True)
     _, handle = pack.asym.RhymeFlowAsymRnRCalibrate.execute(wan, target=0.3, q_cap=0.7, kv_cap=0.5, dense_start=0.2,
                                                              cache_steps=3, partition_seed=0).args
     with pytest.raises(ValueError, match=r"^AsymRnR Schedule: input 'filename_prefix' = .* " + pattern):
         pack.asym.RhymeFlowAsymRnRSchedule.execute(handle, {"samples": torch.zeros(1)}, prefix)
-    assert not list(output_dir.rglob("*.json"))
+    assert not list(output_dir.rglob("*.json")) and not list(elsewhere.rglob("*.json"))
 
 
 # ----------------------------------------------------------------------------------------------- composition
