@@ -20,6 +20,7 @@ to the latest run of any model sharing its state, and says so).
 from __future__ import annotations
 
 import logging
+import os
 import weakref
 
 from comfy_api.latest import io
@@ -27,6 +28,7 @@ from comfy_api.latest import io
 from ..rhymeflow_core.asymrnr import KEY, AsymRnRState, ReductionSchedule, grid_wrapper, make_override
 from ..rhymeflow_core.asymrnr import sources
 from ..rhymeflow_core.asymrnr.matching import DEFAULT_STRIDE
+from ..rhymeflow_core.keyframes import clip_text
 from .common import ADVANCED, CATEGORY
 
 log = logging.getLogger("rhymeflow")
@@ -151,10 +153,13 @@ class Calibration:
         return None if record is None else record.get("measurement")
 
 
-def _output_dir() -> str:
+def _schedule_roots() -> tuple[str, str]:
+    """The folders besides the pack's own that schedule files may be read from: ComfyUI's output (where AsymRnR
+    Schedule writes) and input (where users upload) folders. Nothing else on the machine is readable through
+    ``schedule_file``."""
     import folder_paths
 
-    return folder_paths.get_output_directory()
+    return folder_paths.get_output_directory(), folder_paths.get_input_directory()
 
 
 # ------------------------------------------------------------------------------------------ nodes
@@ -187,8 +192,9 @@ class RhymeFlowAsymRnR(io.ComfyNode):
                                tooltip="testbed/file/input only: multiplies every rate of the loaded schedule "
                                        "(1 = as calibrated, 0 = no reduction)."),
                 io.String.Input("schedule_file", default="",
-                                tooltip="file only: a schedule JSON, absolute or relative to ComfyUI's output folder "
-                                        "(AsymRnR Schedule writes e.g. asymrnr/schedule_00001_.json)."),
+                                tooltip="file only: a schedule JSON relative to ComfyUI's output folder (AsymRnR Schedule "
+                                        "writes e.g. asymrnr/schedule_00001_.json), its input folder or the pack's schedules "
+                                        "folder; files elsewhere are refused."),
                 io.Float.Input("dense_start", default=0.2, min=0.0, max=1.0, step=0.05, extra_dict=ADVANCED,
                                tooltip="uniform only: fraction of the first sampling steps left dense (layout forms early)."),
                 io.Int.Input("cache_steps", default=0, min=0, max=100, extra_dict=ADVANCED,
@@ -209,7 +215,7 @@ class RhymeFlowAsymRnR(io.ComfyNode):
             if schedule_source == "testbed":
                 return sources.TESTBED_SCHEDULE.stat().st_mtime_ns
             if schedule_source == "file":
-                return sources.resolve_path(schedule_file, (_output_dir(),)).stat().st_mtime_ns
+                return sources.resolve_path(schedule_file, _schedule_roots()).stat().st_mtime_ns
         except (OSError, ValueError):
             return None  # execute() reports the problem
         return None
@@ -230,7 +236,7 @@ class RhymeFlowAsymRnR(io.ComfyNode):
                                          "(python -m rhymeflow_core.asymrnr.calibrate writes it); use uniform, file or input")
                     loaded = ReductionSchedule.load(sources.TESTBED_SCHEDULE)
                 elif schedule_source == "file":
-                    loaded = ReductionSchedule.load(sources.resolve_path(schedule_file, (_output_dir(),)))
+                    loaded = sources.load_file(schedule_file, _schedule_roots())
                 else:
                     if not isinstance(schedule, ReductionSchedule):
                         raise ValueError("input 'schedule_source' = 'input' but nothing is connected to 'schedule'; connect "
@@ -320,14 +326,13 @@ class RhymeFlowAsymRnRSchedule(io.ComfyNode):
 
     @classmethod
     def execute(cls, calibration, latent, filename_prefix) -> io.NodeOutput:
-        import os
-
         import folder_paths
 
         from ..rhymeflow_core.asymrnr.calibrate import build_schedule
 
         if not isinstance(calibration, Calibration):
             raise ValueError(f"{SCHEDULE_NODE}: input 'calibration' is not from AsymRnR Calibrate")
+        folder, name, counter, subfolder = _save_target(filename_prefix, folder_paths.get_output_directory())
         measurement = calibration.measurement()
         if measurement is None:
             raise ValueError(f"{SCHEDULE_NODE}: nothing was recorded yet; sample once with AsymRnR Calibrate's MODEL (a "
@@ -340,13 +345,29 @@ class RhymeFlowAsymRnRSchedule(io.ComfyNode):
             raise ValueError(f"{SCHEDULE_NODE}: {exc}") from None
         schedule.meta["calibrated_on"] = {"tokens": measurement["n_tokens"], "steps": measurement["num_steps"],
                                           "seed": measurement["meta"].get("seed")}
-        out_dir = folder_paths.get_output_directory()
-        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, out_dir)
         filename = f"{name}_{counter:05}_.json"
         schedule.save(os.path.join(folder, filename))
         rel = os.path.join(subfolder, filename) if subfolder else filename
         summary = sources.schedule_text(schedule, rel)
         return io.NodeOutput(schedule, summary, ui={"text": [summary]})
+
+
+def _save_target(filename_prefix: str, out_dir: str) -> tuple[str, str, int, str]:
+    """``get_save_image_path`` for a schedule, refusing first, by node and input, a prefix without a file name
+    (``""`` or ``"."`` would write a hidden ``._00001_.json``) or one leaving the output folder (ComfyUI's own
+    error for that names neither)."""
+    import folder_paths
+
+    prefix = os.path.normpath(filename_prefix.strip()) if filename_prefix.strip() else ""
+    shown = f"{SCHEDULE_NODE}: input 'filename_prefix' = {clip_text(filename_prefix, 120)}"
+    if os.path.basename(prefix) in ("", ".", ".."):
+        raise ValueError(f"{shown} has no file name; accepted: a path relative to ComfyUI's output folder ending in a "
+                         "name, e.g. asymrnr/schedule")
+    real_out = os.path.realpath(out_dir)  # real paths: a linked subfolder must not lead the write elsewhere
+    if os.path.commonpath((real_out, os.path.realpath(os.path.join(out_dir, os.path.dirname(prefix))))) != real_out:
+        raise ValueError(f"{shown} leaves ComfyUI's output folder; accepted: a path relative to it, e.g. asymrnr/schedule")
+    folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, out_dir)
+    return folder, name, counter, subfolder
 
 
 class RhymeFlowAsymRnRStats(io.ComfyNode):

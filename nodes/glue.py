@@ -15,7 +15,7 @@ from ..rhymeflow_core import presets
 from ..rhymeflow_core import adapters
 from ..rhymeflow_core.keyframes import KeyframePlan
 from ..rhymeflow_core.patch import KEY, BlockPatch, PatchConfig, RhymeFlowHolder, apply_model_wrapper
-from ..rhymeflow_core.sampler import sample_rhymeflow
+from ..rhymeflow_core.sampler import check_video_latent, sample_rhymeflow
 from ..rhymeflow_core.schedule import ROLE_SKIP, ModelDims, ScheduleConfig, flop_ideal_from_counts, pass_flops
 
 log = logging.getLogger("rhymeflow")
@@ -57,12 +57,29 @@ def patch_model(model, config: PatchConfig):
     adapter = model_adapter(model)
     holder = RhymeFlowHolder(config, adapter)  # validates the config against the family
     m = model.clone()
+    _drop_previous_patch(m)
     m.model_options.setdefault("transformer_options", {})[KEY] = holder
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY, outer_sample_wrapper)
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, KEY, apply_model_wrapper)
     for kind, index in adapter.block_keys(m.model.diffusion_model):
         m.set_model_patch_replace(BlockPatch((kind, index)), "dit", kind, index)
     return m
+
+
+def _drop_previous_patch(m) -> None:
+    """A second Projection Patch on an already patched MODEL (an easy slip when copying graphs) replaces the first.
+
+    Stacked, both APPLY_MODEL wrappers would cut the latent to keyframes, the inner one indexing an already cut
+    tensor (an IndexError deep in the DiT, naming no RhymeFlow node). The block patches and the holder are simply
+    overwritten by the new ones; the wrappers are lists per key, so the old ones are removed from this clone.
+    """
+    import comfy.patcher_extension
+
+    if holder_of(m) is None:
+        return
+    log.info("%s: input 'model' was already patched; the earlier Projection Patch is replaced, not stacked", PATCH_NODE)
+    for kind in (comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, comfy.patcher_extension.WrappersMP.APPLY_MODEL):
+        m.remove_wrappers_with_key(kind, KEY)
 
 
 def holder_of(model) -> RhymeFlowHolder | None:
@@ -97,15 +114,15 @@ def sample_rhymeflow_node(model, x, sigmas, extra_args=None, callback=None, disa
         raise ValueError(f"{SAMPLER_NODE}: the MODEL also has {getattr(to['easycache'], 'name', 'EasyCache')}, which cannot be "
                          "combined with RhymeFlow's keyframe-only passes; remove it from this model, or use it with a standard "
                          "sampler (the Projection Patch leaves other samplers unchanged)")
+    check_video_latent(x)  # first: an image latent would otherwise be reported as a keyframe or schedule problem
     steps = len(sigmas) - 1
     holder = to.get(KEY)
     family = holder.adapter.family if isinstance(holder, RhymeFlowHolder) else "wan"  # no patch: the sampler refuses below
     schedule = resolve_schedule(preset, sigmas, warmup, n_small, n_large, family)
-    if x.ndim == 5 and x.shape[2] >= 3:
-        try:
-            plan.validate(x.shape[2])
-        except ValueError as exc:
-            raise ValueError(f"{KEYFRAMES_NODE} (used by {SAMPLER_NODE}): {exc}") from None
+    try:
+        plan.validate(x.shape[2])
+    except ValueError as exc:
+        raise ValueError(f"{KEYFRAMES_NODE} (used by {SAMPLER_NODE}): {exc}") from None
     out = sample_rhymeflow(model, x, sigmas, extra_args, callback, disable, plan=plan, schedule=schedule,
                            keyframe_solver=keyframe_solver, projection=projection)
     stats = dict(holder.last_stats or {})  # sample_rhymeflow refused a MODEL without the holder

@@ -1,7 +1,7 @@
 """RhymeFlow Keyframes: how keyframes are chosen once the frame count is known (a ``KeyframePlan``)."""
 from comfy_api.latest import io
 
-from ..rhymeflow_core.keyframes import STRATEGIES, KeyframePlan, parse_frame_list
+from ..rhymeflow_core.keyframes import MAX_FRAMES, STRATEGIES, KeyframePlan, clip_text, parse_frame_list
 from .common import ADVANCED, CATEGORY, Keyframes
 
 NODE = "RhymeFlow Keyframes"
@@ -28,7 +28,7 @@ class RhymeFlowKeyframes(io.ComfyNode):
                                tooltip="Cosine similarity below which a frame starts a new keyframe (semantic, dynamic)."),
                 io.String.Input("manual", default="", placeholder="0, 6, 12-14",
                                 tooltip="Latent frame indices for strategy=manual: integers and inclusive ranges separated by "
-                                        "commas, e.g. '0, 6, 12-14'."),
+                                        f"commas, e.g. '0, 6, 12-14' (indices 0..{MAX_FRAMES - 1}). Ignored by other strategies."),
                 io.Boolean.Input("force_first", default=True, extra_dict=ADVANCED,
                                  tooltip="Always keep latent frame 0 as a keyframe."),
                 io.Boolean.Input("force_last", default=True, extra_dict=ADVANCED,
@@ -45,10 +45,12 @@ class RhymeFlowKeyframes(io.ComfyNode):
             raise ValueError(f"{NODE}: input 'budget' = {budget}; accepted: an integer >= 1 (and below the latent frame count)")
         if not -1.0 <= float(threshold) <= 1.0:
             raise ValueError(f"{NODE}: input 'threshold' = {threshold}; accepted: a cosine similarity in [-1, 1] (default 0.98)")
-        try:
-            frames = parse_frame_list(manual or "")
-        except ValueError as exc:
-            raise ValueError(f"{NODE}: input 'manual' = {manual!r}: {exc}") from None
+        frames: list[int] = []
+        if strategy == "manual":  # other strategies ignore the text: it is neither parsed nor kept in the plan
+            try:
+                frames = parse_frame_list(manual or "")
+            except ValueError as exc:
+                raise ValueError(f"{NODE}: input 'manual' = {clip_text(manual or '')}: {exc}") from None
         if strategy == "manual" and not frames and not (force_first or force_last):
             raise ValueError(f"{NODE}: input 'manual' is empty with force_first and force_last off; accepted: at least one "
                              "latent frame index, e.g. '0, 6, 12-14'")

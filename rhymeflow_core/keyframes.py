@@ -31,27 +31,54 @@ DYNAMIC_SLACK_DOWN = 1.0
 
 _FRAME_ITEM = re.compile(r"^(\d+)(?:\s*-\s*(\d+))?$")
 
+# Hard caps on what a frame list may ask for, checked before anything is built: a typo such as
+# "0-30000000" would otherwise build (and an error would print) tens of millions of indices. 512 latent
+# frames is far above real video lengths (Wan's 81 pixel frames are 21 latent frames); the step-map
+# route uses the same cap.
+MAX_FRAMES = 512
+MAX_FRAME_TEXT = 20 * MAX_FRAMES  # characters: every index written out, with commas, fits easily
+SHOWN_ITEMS = 5  # how many offending items an error message lists
 
-def parse_frame_list(text: str) -> list[int]:
+
+def few(items, limit: int = SHOWN_ITEMS) -> str:
+    """``[1, 2, 3, ...]`` with at most ``limit`` items and the count of the rest, so a message stays short."""
+    items = list(items)
+    shown = ", ".join(repr(i) if isinstance(i, str) else str(i) for i in items[:limit])
+    more = f", ... ({len(items) - limit} more)" if len(items) > limit else ""
+    return f"[{shown}{more}]"
+
+
+def clip_text(text: str, limit: int = 40) -> str:
+    """``repr(text)``, cut to ``limit`` characters: error messages must not grow with the input."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
+def parse_frame_list(text: str, max_index: int = MAX_FRAMES - 1) -> list[int]:
     """``"0, 6, 12-14"`` -> ``[0, 6, 12, 13, 14]`` (sorted, unique); blank text -> ``[]``.
 
     Ranges are inclusive because that is how people count frames in a text box; empty items
-    (a trailing comma) are ignored.
+    (a trailing comma) are ignored. The text length and every index are checked against
+    ``MAX_FRAME_TEXT`` and ``max_index`` before any range is expanded, so the work and the error
+    message stay small whatever is typed.
     """
+    if len(text) > MAX_FRAME_TEXT:
+        raise ValueError(f"the frame list is {len(text)} characters long; accepted: at most {MAX_FRAME_TEXT}")
     out: set[int] = set()
     for item in text.split(","):
         item = item.strip()
         if not item:
             continue
         m = _FRAME_ITEM.match(item)
-        if m is None or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
+        numbers = [g for g in m.groups() if g is not None] if m else []
+        if any(len(g.lstrip("0")) > len(str(max_index)) or int(g) > max_index for g in numbers):
+            raise ValueError(f"frame list item {clip_text(item)} names a frame beyond {max_index}; "
+                             f"accepted: frame indices 0..{max_index}")
+        if m is None or int(numbers[-1]) < int(numbers[0]):
             raise ValueError(
-                f"cannot read frame list {text!r}: {item!r} is not a frame index or an ascending range; "
+                f"cannot read frame list {clip_text(text)}: {clip_text(item)} is not a frame index or an ascending range; "
                 "expected non-negative integers and inclusive ranges separated by commas, e.g. '0, 6, 12-14'"
             )
-        first = int(m.group(1))
-        last = int(m.group(2)) if m.group(2) is not None else first
-        out.update(range(first, last + 1))
+        out.update(range(int(numbers[0]), int(numbers[-1]) + 1))
     return sorted(out)
 
 
@@ -135,7 +162,7 @@ class KeyframePlan:
         bad = [i for i in self.manual if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < num_frames]
         if bad:
             raise ValueError(
-                f"manual={list(self.manual)} has indices {bad} outside 0..{num_frames - 1} "
+                f"manual={few(self.manual)} has indices {few(bad)} outside 0..{num_frames - 1} "
                 f"(the video has {num_frames} latent frames)"
             )
         picked = set(self.manual) | self._forced(num_frames)
@@ -145,7 +172,7 @@ class KeyframePlan:
             )
         if len(picked) >= num_frames:
             raise ValueError(
-                f"manual={list(self.manual)} (with forced first/last) selects {len(picked)} of {num_frames} latent "
+                f"manual={few(self.manual)} (with forced first/last) selects {len(picked)} of {num_frames} latent "
                 "frames: with every frame a keyframe nothing is skipped; leave at least one frame out"
             )
 

@@ -51,6 +51,25 @@ class SolverState:
         return out
 
 
+def check_video_latent(x: torch.Tensor) -> None:
+    """Refuse latents with too few frames to skip, saying what they are.
+
+    An image latent reaches a sampler as one video frame: SamplerCustomAdvanced (``comfy.sample.
+    fix_empty_latent_channels``) turns a 4D ``[B, C, H, W]`` latent into ``[B, C, 1, H, W]`` for video models
+    before any sampler runs, so a single frame is where an image latent is recognised.
+    """
+    if x.ndim == 4 or (x.ndim == 5 and x.shape[2] == 1):
+        raise ValueError(f"{NODE}: the latent is an image latent (shape {tuple(x.shape)}: one frame; ComfyUI samples an image "
+                         "latent as a one-frame video); accepted: a video latent with at least 3 latent frames, e.g. from "
+                         "EmptyHunyuanLatentVideo or a video model's own empty-latent node")
+    if x.ndim != 5:
+        raise ValueError(f"{NODE}: latent has shape {tuple(x.shape)}; accepted: a video latent [B, C, frames, H, W] with at "
+                         "least 3 latent frames")
+    if x.shape[2] < 3:
+        raise ValueError(f"{NODE}: the latent has {x.shape[2]} latent frames; accepted: at least 3 latent frames (for Wan, "
+                         "at least 9 pixel frames)")
+
+
 def _check_flow(model) -> None:
     ms = getattr(getattr(getattr(model, "inner_model", None), "inner_model", None), "model_sampling", None)
     if ms is not None and "CONST" not in {c.__name__ for c in type(ms).__mro__}:
@@ -88,10 +107,7 @@ def sample_rhymeflow(model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: d
                      select: Callable[[torch.Tensor], tuple[list[int], list[float]]] | None = None) -> torch.Tensor:
     """Run RhymeFlow. ``select`` overrides keyframe selection (tests use it to make every frame a keyframe)."""
     extra_args = {} if extra_args is None else extra_args
-    if x.ndim != 5:
-        raise ValueError(f"{NODE}: latent has shape {tuple(x.shape)}; RhymeFlow needs a video latent [B, C, frames, H, W] (an image latent has no frames to skip)")
-    if x.shape[2] < 3:
-        raise ValueError(f"{NODE}: the latent has {x.shape[2]} frames; RhymeFlow needs at least 3 latent frames")
+    check_video_latent(x)
     if projection not in PROJECTIONS:
         raise ValueError(f"{NODE}: projection={projection!r}; accepted: {', '.join(PROJECTIONS)}")
     steps = len(sigmas) - 1

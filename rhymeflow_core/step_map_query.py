@@ -15,19 +15,18 @@ widget can show the message in place of the map.
 from __future__ import annotations
 
 import dataclasses
-import re
+import math
 from typing import Any, Mapping
 
 import torch
 
-from .keyframes import STRATEGIES, KeyframePlan, parse_frame_list, select_keyframes
+from .keyframes import MAX_FRAMES, STRATEGIES, KeyframePlan, clip_text, parse_frame_list, select_keyframes
 from .flow import simple_sigmas
 from .presets import MIN_STEPS, PRESETS, preset_schedule
 from .schedule import WAN_DIMS, ScheduleConfig, build_step_map, flop_ideal_speedup
 
 # Limits that keep one request cheap (a map is frames x steps small ints); generous for real use:
 # Wan's 81 pixel frames are 21 latent frames, long runs rarely exceed 100 steps.
-MAX_FRAMES = 512
 MAX_STEPS = 1000
 DEFAULT_FRAMES = 21
 DEFAULT_STEPS = 30
@@ -52,22 +51,26 @@ def _get(query: Mapping[str, Any], name: str, default: Any) -> Any:
 def _int(query: Mapping[str, Any], name: str, default: int, lo: int, hi: int) -> int:
     raw = _get(query, name, default)
     if isinstance(raw, bool):
-        raise _QueryError(f"{name}={raw!r} must be an integer")
+        raise _QueryError(f"{name}={clip_text(str(raw))} must be an integer")
     try:
         value = int(raw) if isinstance(raw, int) else int(str(raw).strip(), 10)
     except ValueError:
-        raise _QueryError(f"{name}={raw!r} must be an integer") from None
+        raise _QueryError(f"{name}={clip_text(str(raw))} must be an integer") from None
     if not lo <= value <= hi:
-        raise _QueryError(f"{name}={value} must lie in {lo}..{hi}")
+        shown = str(value) if len(str(value)) <= 20 else clip_text(str(value))  # "frames=" + 4000 digits parses
+        raise _QueryError(f"{name}={shown} must lie in {lo}..{hi}")
     return value
 
 
 def _float(query: Mapping[str, Any], name: str, default: float) -> float:
     raw = _get(query, name, default)
     try:
-        return float(raw)
+        value = float(raw)
     except (TypeError, ValueError):
-        raise _QueryError(f"{name}={raw!r} must be a number") from None
+        raise _QueryError(f"{name}={clip_text(str(raw))} must be a number") from None
+    if not math.isfinite(value):  # float("nan") parses, and nan passes every range check written as lo <= x <= hi
+        raise _QueryError(f"{name}={clip_text(str(raw))} must be a finite number")
+    return value
 
 
 def _bool(query: Mapping[str, Any], name: str, default: bool) -> bool:
@@ -79,13 +82,13 @@ def _bool(query: Mapping[str, Any], name: str, default: bool) -> bool:
         return True
     if text in ("0", "false", "no", "off"):
         return False
-    raise _QueryError(f"{name}={raw!r} must be true or false")
+    raise _QueryError(f"{name}={clip_text(str(raw))} must be true or false")
 
 
 def _choice(query: Mapping[str, Any], name: str, default: str, accepted: tuple[str, ...]) -> str:
     value = str(_get(query, name, default)).strip()
     if value not in accepted:
-        raise _QueryError(f"{name}={value!r} is not known; accepted: {', '.join(accepted)}")
+        raise _QueryError(f"{name}={clip_text(value)} is not known; accepted: {', '.join(accepted)}")
     return value
 
 
@@ -116,14 +119,12 @@ def schedule_from_query(query: Mapping[str, Any], steps: int) -> tuple[str, Sche
     return preset, cfg
 
 
-def _manual_frames(text: str) -> list[int]:
-    """``parse_frame_list`` with a bound first: "0-999999999" must not build a billion-element set."""
-    if len(text) > 20 * MAX_FRAMES:
-        raise _QueryError(f"manual text is {len(text)} characters long; a frame list needs at most {20 * MAX_FRAMES}")
-    too_big = [int(n) for n in re.findall(r"\d+", text) if int(n) >= MAX_FRAMES]
-    if too_big:
-        raise _QueryError(f"manual={text!r} names frame {too_big[0]}; frame indices stop at {MAX_FRAMES - 1}")
-    return parse_frame_list(text)
+def _threshold(query: Mapping[str, Any], default: float) -> float:
+    """The cosine threshold, checked whatever the strategy, as the Keyframes node checks it."""
+    value = _float(query, "threshold", default)
+    if not -1.0 <= value <= 1.0:
+        raise _QueryError(f"threshold={value} is a cosine similarity and must lie in [-1, 1] (default 0.98)")
+    return value
 
 
 def plan_from_query(query: Mapping[str, Any]) -> KeyframePlan:
@@ -132,11 +133,11 @@ def plan_from_query(query: Mapping[str, Any]) -> KeyframePlan:
     defaults = KeyframePlan()
     manual: list[int] = []
     if strategy == "manual":  # other strategies ignore the text, as the plan keeps it only for switching back
-        manual = _manual_frames(str(_get(query, "manual", "")))
+        manual = parse_frame_list(str(_get(query, "manual", "")), MAX_FRAMES - 1)
     return KeyframePlan(
         strategy=strategy,
         budget=_int(query, "budget", defaults.budget, 0, MAX_FRAMES),
-        threshold=_float(query, "threshold", defaults.threshold),
+        threshold=_threshold(query, defaults.threshold),
         manual=tuple(manual),
         force_first=_bool(query, "force_first", defaults.force_first),
         force_last=_bool(query, "force_last", defaults.force_last),

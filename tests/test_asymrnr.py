@@ -384,15 +384,145 @@ def test_resolve_path_and_block_check(tmp_path):
     s = ReductionSchedule.uniform(4, 2, q=0.1)
     (tmp_path / "asymrnr").mkdir()
     s.save(tmp_path / "asymrnr" / "x.json")
-    assert sources.resolve_path("asymrnr/x.json", (tmp_path,)) == tmp_path / "asymrnr" / "x.json"
-    assert sources.resolve_path(str(tmp_path / "asymrnr" / "x.json")) == tmp_path / "asymrnr" / "x.json"
+    real = (tmp_path / "asymrnr" / "x.json").resolve()
+    assert sources.resolve_path("asymrnr/x.json", (tmp_path,)) == real
+    assert sources.resolve_path(str(tmp_path / "asymrnr" / "x.json"), (tmp_path,)) == real  # absolute, inside a root
+    assert sources.resolve_path("testbed_wan.json") == sources.TESTBED_SCHEDULE  # the pack's own folder is always searched
     with pytest.raises(ValueError, match=r"input 'schedule_file' = 'nope\.json': no such file"):
         sources.resolve_path("nope.json", (tmp_path,))
+    with pytest.raises(ValueError, match=r"input 'schedule_file' = '~/x\.json': no such file"):  # "~" is not the home folder
+        sources.resolve_path("~/x.json", (tmp_path,))
     with pytest.raises(ValueError, match=r"input 'schedule_file' is empty"):
         sources.resolve_path("  ")
     sources.check_blocks(s, 4)
     with pytest.raises(ValueError, match=r"the schedule has 4 blocks but the model has 30"):
         sources.check_blocks(s, 30)
+
+
+# ---------------------------------------------------------------- schedule files from users
+
+def _roots(tmp_path):
+    out, inp, elsewhere = (tmp_path / n for n in ("output", "input", "elsewhere"))
+    for d in (out, inp, elsewhere):
+        d.mkdir()
+    return out, inp, elsewhere
+
+
+@pytest.mark.parametrize("path", [
+    "/etc/passwd", "../elsewhere/secret.json", "../../../../../../etc/hosts.json", "{elsewhere}/secret.json",
+    "{elsewhere}/missing.json", "link.json", "linked_dir/secret.json", "x.json\x00.png", "schedule.safetensors",
+])
+def test_schedule_file_outside_the_allowed_folders_is_refused_without_a_trace(tmp_path, path):
+    """Outside (absolute, ``..``, a symlink out, a folder symlink out) or not a .json name: refused with the same kind
+    of message whether the target exists or not, and nothing of its contents in it."""
+    from rhymeflow_core.asymrnr import sources
+
+    out, inp, elsewhere = _roots(tmp_path)
+    secret = elsewhere / "secret.json"
+    secret.write_text('{"format": "SECRET-CONTENT"}')
+    (out / "link.json").symlink_to(secret)
+    (out / "linked_dir").symlink_to(elsewhere, target_is_directory=True)
+    path = path.replace("{elsewhere}", str(elsewhere))
+    with pytest.raises(ValueError) as err:
+        sources.load_file(path, (out, inp))
+    msg = str(err.value)
+    assert msg.startswith("input 'schedule_file' = ") and ("lies outside" in msg or "is not a .json file name" in msg), msg
+    assert "SECRET" not in msg and "no such file" not in msg and str(elsewhere) not in msg.replace(path, ""), msg
+    assert "ComfyUI's output or input folder or the pack's schedules folder" in msg
+
+
+def test_schedule_file_in_input_folder_and_links_inside_are_read(tmp_path):
+    from rhymeflow_core.asymrnr import sources
+
+    out, inp, _ = _roots(tmp_path)
+    s = ReductionSchedule.uniform(2, 3, q=0.2, kv=0.1, cache_steps=4)
+    s.save(inp / "mine.json")
+    (out / "alias.json").symlink_to(inp / "mine.json")  # a link that stays inside the allowed folders is fine
+    assert sources.load_file("mine.json", (out, inp)) == s
+    assert sources.load_file("alias.json", (out, inp)) == s
+
+
+def test_schedule_file_size_is_capped_before_reading(tmp_path, monkeypatch):
+    from rhymeflow_core.asymrnr import schedule as sched_mod
+    from rhymeflow_core.asymrnr import sources
+
+    out, inp, _ = _roots(tmp_path)
+    big = out / "big.json"
+    with open(big, "wb") as f:  # sparse: 3 GiB on paper, nothing on disk
+        f.truncate(3 * 1024 ** 3)
+    read = []
+    real_open = open
+
+    def spy_open(path, mode="r", *a, **kw):
+        f = real_open(path, mode, *a, **kw)
+        if str(path) == str(big.resolve()):
+            orig = f.read
+            f.read = lambda n=-1: read.append(n) or orig(n)
+        return f
+
+    monkeypatch.setattr("builtins.open", spy_open)
+    with pytest.raises(ValueError, match=rf"input 'schedule_file': schedule file 'big\.json' is {3 * 1024 ** 3} bytes; "
+                                         rf"accepted: at most {sched_mod.MAX_FILE_BYTES} bytes"):
+        sources.load_file("big.json", (out, inp))
+    assert read == [], "the oversized file was read"
+
+
+def _valid() -> dict:
+    return ReductionSchedule.uniform(2, 3, q=0.1).to_dict()
+
+
+@pytest.mark.parametrize("edit, pattern", [
+    (lambda d: [d], r"the top level is a JSON array"),
+    (lambda d: "text", r"the top level is a JSON string"),
+    (lambda d: {**d, "format": "other"}, r"fields 'format'/'version'"),
+    (lambda d: {k: v for k, v in d.items() if k != "q"}, r"field 'q' is missing"),
+    (lambda d: {**d, "q": {"0": [0.1]}}, r"field 'q' is not a non-empty array of non-empty arrays"),
+    (lambda d: {**d, "q": [[0.1, "x", 0.1], [0.1] * 3]}, r"field 'q' block 0 step 1 is not a rate in \[0, 1\) \(it is a JSON string\)"),
+    (lambda d: {**d, "kv": [[0.1] * 3, [0.1, 0.1, 1.5]]}, r"field 'kv' block 1 step 2 is not a rate"),
+    (lambda d: {**d, "kv": [[True] * 3] * 2}, r"field 'kv' block 0 step 0 is not a rate .*boolean"),
+    (lambda d: {**d, "q": [[0.1] * 1001] * 2}, r"field 'q' is larger than 1024 blocks x 1000 steps"),
+    (lambda d: {**d, "cache_steps": 10 ** 12}, r"field 'cache_steps' is not an integer in 1\.\.1000 \(a JSON number out of range\)"),
+    (lambda d: {**d, "cache_steps": "3"}, r"field 'cache_steps' is not an integer in 1\.\.1000 \(a JSON string\)"),
+    (lambda d: {**d, "dst_stride": [1, 100000, 2]}, r"field 'dst_stride\[1\]' is not an integer in 1\.\.64"),
+    (lambda d: {**d, "dst_stride": [1, 2]}, r"field 'dst_stride' is not a list of three ints"),
+    (lambda d: {**d, "meta": [1]}, r"field 'meta' is not an object"),
+])
+def test_schedule_schema_names_file_and_field(tmp_path, edit, pattern):
+    from rhymeflow_core.asymrnr import sources
+
+    out, inp, _ = _roots(tmp_path)
+    data = edit(_valid())
+    (out / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"^input 'schedule_file': schedule file 'bad\.json': " + pattern) as err:
+        sources.load_file("bad.json", (out, inp))
+    assert "Traceback" not in str(err.value) and len(str(err.value)) < 400
+
+
+@pytest.mark.parametrize("text, pattern", [
+    ('{"format": "asymrnr-schedule", ', r"is not valid JSON \(line 1, column \d+\)"),
+    ("[" * 100000 + "]" * 100000, r"(nests too deeply|not valid JSON)"),
+    ('{"cache_steps": NaN}', r"NaN is not a finite number"),
+    (b"\xff\xfe{}", r"is not UTF-8 text"),
+])
+def test_schedule_file_syntax_errors_name_the_file_only(tmp_path, text, pattern):
+    from rhymeflow_core.asymrnr import sources
+
+    out, inp, _ = _roots(tmp_path)
+    target = out / "broken.json"
+    target.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(ValueError, match=r"^input 'schedule_file': schedule file 'broken\.json'.*" + pattern) as err:
+        sources.load_file("broken.json", (out, inp))
+    assert "asymrnr-schedule" not in str(err.value)
+
+
+def test_schedule_bounds_apply_to_every_schedule():
+    """Not only files: a schedule built in code is bounded too (the node's cache_steps override goes through here)."""
+    from rhymeflow_core.asymrnr import sources
+
+    with pytest.raises(ValueError, match=r"cache_steps=1000000000000; accepted: 1\.\.1000"):
+        sources.with_cache_steps(ReductionSchedule.uniform(1, 2), 10 ** 12)
+    with pytest.raises(ValueError, match=r"dst_stride=\(1, 100000, 2\); accepted: three ints .* in 1\.\.64"):
+        ReductionSchedule.uniform(1, 2, dst_stride=(1, 100000, 2))
 
 
 def test_stats_and_schedule_texts():

@@ -62,6 +62,39 @@ def test_parse_frame_list_rejects_bad_text(text):
     assert "0, 6, 12-14" in str(err.value)
 
 
+@pytest.mark.parametrize("text", ["0-30000000", "0-99999", "512", "3, 600-601", "0-" + "9" * 9000, "0" * 20 + "1000"])
+def test_parse_frame_list_bounds_indices_before_expanding(text):
+    """A typo must cost neither time nor memory nor a message that lists millions of indices."""
+    with pytest.raises(ValueError, match=r"names a frame beyond 511; accepted: frame indices 0\.\.511") as err:
+        parse_frame_list(text)
+    assert len(str(err.value)) < 200
+
+
+def test_parse_frame_list_caps():
+    from rhymeflow_core.keyframes import MAX_FRAME_TEXT, MAX_FRAMES
+
+    assert MAX_FRAMES == 512 and parse_frame_list("511") == [511] and parse_frame_list("0-511") == list(range(512))
+    assert parse_frame_list("0007") == [7]  # leading zeros are not digits of a large number
+    assert parse_frame_list("2-4", max_index=4) == [2, 3, 4]
+    with pytest.raises(ValueError, match=r"beyond 4"):
+        parse_frame_list("2-5", max_index=4)
+    long = ",".join(["1"] * (MAX_FRAME_TEXT // 2 + 1))
+    with pytest.raises(ValueError, match=rf"the frame list is {len(long)} characters long; accepted: at most {MAX_FRAME_TEXT}"):
+        parse_frame_list(long)
+    with pytest.raises(ValueError) as err:
+        parse_frame_list("x" * 5000)
+    assert len(str(err.value)) < 400 and "(5000 characters)" in str(err.value)
+
+
+def test_manual_errors_list_a_few_items():
+    plan = KeyframePlan(strategy="manual", manual=tuple(range(0, 500)))
+    with pytest.raises(ValueError) as err:
+        plan.validate(10)
+    msg = str(err.value)
+    assert "manual=[0, 1, 2, 3, 4, ... (495 more)]" in msg and "indices [10, 11, 12, 13, 14, ... (485 more)]" in msg
+    assert len(msg) < 200
+
+
 # --- features and scores ---------------------------------------------------------------------------
 
 

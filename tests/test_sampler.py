@@ -1,4 +1,6 @@
 """RhymeFlow sampler, patch and Wan adapter on a small random test-bed model: exactness and behaviour."""
+import re
+
 import pytest
 import torch
 
@@ -143,8 +145,10 @@ def test_keyframe_pass_flops_match_the_flop_model(model, mode):
 
 
 @pytest.mark.parametrize("bad, message", [
-    (dict(x=torch.zeros(1, 16, 8, 8)), "video latent"),
-    (dict(frames=2), "at least 3 latent frames"),
+    (dict(x=torch.zeros(1, 16, 8, 8)), "the latent is an image latent (shape (1, 16, 8, 8): one frame"),
+    (dict(x=torch.zeros(1, 16, 1, 8, 8)), "the latent is an image latent (shape (1, 16, 1, 8, 8): one frame"),
+    (dict(x=torch.zeros(16, 8, 8)), "accepted: a video latent [B, C, frames, H, W]"),
+    (dict(frames=2), "the latent has 2 latent frames; accepted: at least 3 latent frames"),
     (dict(schedule=ScheduleConfig(warmup=12)), "warmup=12"),
     (dict(schedule=ScheduleConfig(warmup=3, n_small=-1)), "n_small=-1"),
     (dict(plan=KeyframePlan(budget=8)), "budget=8"),
@@ -158,7 +162,7 @@ def test_bad_configurations_raise_clear_errors(model, bad, message):
     denoiser, extra, holder = patched_call(model, j, PatchConfig())
     x = bad.pop("x", initial_noise(j))
     from rhymeflow_core.flow import simple_sigmas
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         sample_rhymeflow(denoiser, x, simple_sigmas(12, 3.0), extra, **bad)
     assert holder.run is None
 

@@ -87,7 +87,7 @@ def test_defaults_and_plain_values_are_accepted():
         ({"strategy": "manual", "manual": "0, six"}, "cannot read frame list"),
         ({"strategy": "manual", "manual": "5-3"}, "cannot read frame list"),
         ({"strategy": "manual", "manual": "25", "frames": "21"}, "outside 0..20"),
-        ({"strategy": "manual", "manual": "0-99999999999"}, "frame indices stop at"),
+        ({"strategy": "manual", "manual": "0-99999999999"}, "beyond 511"),
         ({"frames": "abc"}, "frames='abc'"),
         ({"frames": "1"}, "frames=1"),
         ({"preset": "turbo"}, "preset='turbo'"),
@@ -100,6 +100,20 @@ def test_bad_input_is_an_error_string_not_an_exception(query, fragment):
     out = planned_step_map(query)
     assert isinstance(out["error"], str) and fragment in out["error"], out["error"]
     assert "roles" not in out and out["planned"] is True
+
+
+@pytest.mark.parametrize("query, message", [
+    ({"threshold": "nan"}, "threshold='nan' must be a finite number"),
+    ({"threshold": "inf", "strategy": "uniform"}, "threshold='inf' must be a finite number"),
+    ({"threshold": "1.5", "strategy": "uniform"}, "threshold=1.5 is a cosine similarity and must lie in [-1, 1]"),
+    ({"shift": "nan"}, "shift='nan' must be a finite number"),
+    ({"frames": "x" * 5000}, "(5000 characters) must be an integer"),
+    ({"strategy": "manual", "manual": "0-30000000"}, "names a frame beyond 511"),
+])
+def test_route_refuses_what_the_node_refuses_with_short_messages(query, message):
+    """The widget's route and the Keyframes node agree (threshold=nan was accepted here, refused by the node)."""
+    error = planned_step_map(query)["error"]
+    assert error is not None and message in error and len(error) < 300, error
 
 
 def test_manual_text_is_ignored_unless_strategy_is_manual():

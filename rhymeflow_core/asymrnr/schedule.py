@@ -12,6 +12,8 @@ is unknown, column ``i`` is read, clamped to the last.
 from __future__ import annotations
 
 import json
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +22,16 @@ from .matching import DEFAULT_STRIDE
 FEATURES = ("q", "kv")
 FORMAT = "asymrnr-schedule"
 VERSION = 1
+
+# Bounds on everything a schedule (often a file from disk) may ask for. They sit far above real use
+# (Wan 14B has 40 blocks; runs rarely exceed 100 steps; the node's cache_steps input stops at 100;
+# the default stride is (1, 2, 2)) and far below what could exhaust memory or make one matching cover
+# the whole video.
+MAX_BLOCKS = 1024
+MAX_STEPS = 1000
+MAX_CACHE_STEPS = 1000
+MAX_STRIDE = 64
+MAX_FILE_BYTES = 4 * 1024 * 1024  # a 40-block x 1000-step schedule is about 0.5 MB
 
 
 @dataclass
@@ -49,13 +61,17 @@ class ReductionSchedule:
         shapes = {f: (len(t), {len(row) for row in t}) for f, t in self.rates.items()}
         if any(n == 0 or len(cols) != 1 or 0 in cols for n, cols in shapes.values()) or shapes["q"] != shapes["kv"]:
             raise ValueError(f"AsymRnR schedule: rate tables must be equal, non-empty [blocks][steps] grids; got {shapes}")
+        if self.num_blocks > MAX_BLOCKS or self.num_steps > MAX_STEPS:
+            raise ValueError(f"AsymRnR schedule: {self.num_blocks} blocks x {self.num_steps} steps; accepted: at most "
+                             f"{MAX_BLOCKS} blocks x {MAX_STEPS} steps")
         bad = [r for t in self.rates.values() for row in t for r in row if not 0.0 <= r < 1.0]
         if bad:
             raise ValueError(f"AsymRnR schedule: rates must lie in [0, 1); found {bad[:3]}")
-        if self.cache_steps < 1:
-            raise ValueError(f"AsymRnR schedule: cache_steps={self.cache_steps}; need at least 1")
-        if len(self.dst_stride) != 3 or min(self.dst_stride) < 1:
-            raise ValueError(f"AsymRnR schedule: dst_stride={self.dst_stride}; need three positive ints (frames, h, w)")
+        if not 1 <= self.cache_steps <= MAX_CACHE_STEPS:
+            raise ValueError(f"AsymRnR schedule: cache_steps={self.cache_steps}; accepted: 1..{MAX_CACHE_STEPS}")
+        if len(self.dst_stride) != 3 or not all(1 <= s <= MAX_STRIDE for s in self.dst_stride):
+            raise ValueError(f"AsymRnR schedule: dst_stride={self.dst_stride}; accepted: three ints (frames, h, w) in "
+                             f"1..{MAX_STRIDE}")
 
     def column(self, step: int, total_steps: int | None = None) -> int:
         """The schedule column read at ``step`` of a run of ``total_steps`` steps."""
@@ -85,10 +101,30 @@ class ReductionSchedule:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ReductionSchedule":
+        """A schedule from its JSON form, checked field by field before anything is built.
+
+        Errors name the field and what is accepted, never the value found: the data may come from a
+        file the user did not write (see ``load``), and a message must not echo its contents.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"the top level is a JSON {_kind(data)}; accepted: an object with format {FORMAT!r}")
         if data.get("format") != FORMAT or data.get("version") != VERSION:
-            raise ValueError(f"AsymRnR schedule: format={data.get('format')!r} version={data.get('version')!r}; expected {FORMAT!r} v{VERSION}")
-        rates = {f: [[float(r) for r in row] for row in data[f]] for f in FEATURES}
-        return cls(rates, int(data["cache_steps"]), tuple(data["dst_stride"]), dict(data.get("meta", {})))
+            raise ValueError(f"fields 'format'/'version' do not say {FORMAT!r} v{VERSION}; accepted: a schedule written by "
+                             "AsymRnR Schedule or rhymeflow_core.asymrnr.calibrate")
+        missing = [k for k in (*FEATURES, "cache_steps", "dst_stride") if k not in data]
+        if missing:
+            raise ValueError(f"field {missing[0]!r} is missing; accepted: an object with {', '.join(FEATURES)}, cache_steps, "
+                             "dst_stride (and optionally meta)")
+        rates = {f: _rate_table(f, data[f]) for f in FEATURES}
+        cache_steps = _bounded_int("cache_steps", data["cache_steps"], 1, MAX_CACHE_STEPS)
+        stride = data["dst_stride"]
+        if not isinstance(stride, list) or len(stride) != 3:
+            raise ValueError(f"field 'dst_stride' is not a list of three ints; accepted: [frames, h, w] each in 1..{MAX_STRIDE}")
+        stride = tuple(_bounded_int(f"dst_stride[{i}]", v, 1, MAX_STRIDE) for i, v in enumerate(stride))
+        meta = data.get("meta", {})
+        if not isinstance(meta, dict):
+            raise ValueError("field 'meta' is not an object; accepted: a JSON object (or no 'meta')")
+        return cls(rates, cache_steps, stride, dict(meta))
 
     def save(self, path: str | Path) -> None:
         """JSON with one rate row (a block's steps) per line, so diffs of schedules stay readable."""
@@ -100,5 +136,63 @@ class ReductionSchedule:
         Path(path).write_text("{\n" + ",\n".join(items) + "\n}\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "ReductionSchedule":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+    def load(cls, path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> "ReductionSchedule":
+        """Read a schedule file, refusing it before reading when it is larger than ``max_bytes``.
+
+        Every error is a ``ValueError`` naming the file (as given) and the field; JSON syntax errors give
+        the line and column only, so nothing of the file's contents reaches a message.
+        """
+        name = os.path.basename(str(path))
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            data = f.read(max_bytes + 1) if size <= max_bytes else b""
+        if size > max_bytes or len(data) > max_bytes:
+            raise ValueError(f"schedule file {name!r} is {max(size, len(data))} bytes; accepted: at most {max_bytes} bytes "
+                             "(is it a schedule JSON?)")
+        try:
+            parsed = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+        except UnicodeDecodeError:
+            raise ValueError(f"schedule file {name!r} is not UTF-8 text; accepted: a schedule JSON") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"schedule file {name!r} is not valid JSON (line {exc.lineno}, column {exc.colno}); "
+                             "accepted: a schedule JSON") from None
+        except RecursionError:
+            raise ValueError(f"schedule file {name!r} nests too deeply to be a schedule; accepted: a schedule JSON") from None
+        except ValueError as exc:  # _no_constant: NaN / Infinity
+            raise ValueError(f"schedule file {name!r}: {exc}; accepted: a schedule JSON") from None
+        try:
+            return cls.from_dict(parsed)
+        except ValueError as exc:
+            raise ValueError(f"schedule file {name!r}: {exc}") from None
+
+
+def _kind(value) -> str:
+    """The JSON type of a parsed value, for messages that must not quote it."""
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
+
+
+def _no_constant(name: str):
+    """``json.loads`` hook: NaN and Infinity are not JSON and no rate or count can be either."""
+    raise ValueError(f"{name} is not a finite number")
+
+
+def _bounded_int(field_name: str, value, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"field {field_name!r} is not an integer in {lo}..{hi} (a JSON {_kind(value)}"
+                         f"{' out of range' if isinstance(value, int) and not isinstance(value, bool) else ''}); "
+                         f"accepted: an integer in {lo}..{hi}")
+    return value
+
+
+def _rate_table(feature: str, table) -> list[list[float]]:
+    """``table`` as ``[blocks][steps]`` floats in [0, 1), checked for shape and bounds before any copy."""
+    if not isinstance(table, list) or not table or not all(isinstance(row, list) and row for row in table):
+        raise ValueError(f"field {feature!r} is not a non-empty array of non-empty arrays; accepted: rates[blocks][steps]")
+    if len(table) > MAX_BLOCKS or any(len(row) > MAX_STEPS for row in table):
+        raise ValueError(f"field {feature!r} is larger than {MAX_BLOCKS} blocks x {MAX_STEPS} steps; accepted: at most that")
+    for b, row in enumerate(table):
+        for s, r in enumerate(row):
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or not (math.isfinite(r) and 0.0 <= r < 1.0):
+                raise ValueError(f"field {feature!r} block {b} step {s} is not a rate in [0, 1) (it is a JSON {_kind(r)}); "
+                                 "accepted: numbers in [0, 1)")
+    return [[float(r) for r in row] for row in table]

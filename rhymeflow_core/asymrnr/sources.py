@@ -11,6 +11,7 @@ import math
 import os
 from pathlib import Path
 
+from ..keyframes import clip_text
 from .schedule import FEATURES, ReductionSchedule
 
 SCHEDULES_DIR = Path(__file__).resolve().parent / "schedules"
@@ -53,17 +54,48 @@ def with_cache_steps(schedule: ReductionSchedule, cache_steps: int) -> Reduction
     return ReductionSchedule(schedule.rates, int(cache_steps), schedule.dst_stride, dict(schedule.meta))
 
 
-def resolve_path(path: str, search: tuple[str | os.PathLike, ...] = ()) -> Path:
-    """An existing schedule file: absolute, or relative to the first of ``search`` (then the schedules folder) holding it."""
-    p = Path(str(path).strip()).expanduser()
-    if not str(path).strip():
-        raise ValueError("input 'schedule_file' is empty; give a schedule JSON path (absolute, or relative to ComfyUI's "
-                         "output folder, e.g. asymrnr/schedule_00001_.json)")
-    candidates = [p] if p.is_absolute() else [Path(d) / p for d in (*search, SCHEDULES_DIR)]
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise ValueError(f"input 'schedule_file' = {path!r}: no such file (looked at {', '.join(str(c) for c in candidates)})")
+def _within(path: str, folder: str) -> bool:
+    return os.path.commonpath((path, folder)) == folder
+
+
+def resolve_path(path: str, roots: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """The real path of a schedule file inside one of ``roots`` or the pack's schedules folder.
+
+    A relative path is looked up in ``roots`` (in order), then in the schedules folder; an absolute one
+    must lie in one of them. Symlinks and ``..`` are resolved first (``os.path.realpath``), and a
+    candidate that ends up outside is refused before its existence is checked, so the message says
+    nothing about files elsewhere. Only ``.json`` files are read: a schedule is never anything else.
+    """
+    text = str(path).strip()
+    shown = f"input 'schedule_file' = {clip_text(text, 120)}"
+    if not text:
+        raise ValueError("input 'schedule_file' is empty; give a schedule JSON path relative to ComfyUI's output folder, "
+                         "e.g. asymrnr/schedule_00001_.json")
+    allowed = [os.path.realpath(r) for r in (*roots, SCHEDULES_DIR)]
+    where = ("ComfyUI's output or input folder or the pack's schedules folder" if roots else "the pack's schedules folder")
+    if "\x00" in text or not text.lower().endswith(".json"):
+        raise ValueError(f"{shown} is not a .json file name; accepted: a schedule JSON in {where}")
+    p = Path(text)
+    for candidate in [p] if p.is_absolute() else [Path(r) / p for r in allowed]:  # in search order
+        real = os.path.realpath(candidate)
+        if not any(_within(real, r) for r in allowed):
+            raise ValueError(f"{shown} lies outside the folders schedules are read from (links and '..' resolved); "
+                             f"accepted: a schedule JSON in {where}, given relative to it")
+        if os.path.isfile(real):
+            return Path(real)
+    raise ValueError(f"{shown}: no such file in {where}")
+
+
+def load_file(path: str, roots: tuple[str | os.PathLike, ...] = ()) -> ReductionSchedule:
+    """``ReductionSchedule.load`` of ``resolve_path(path, roots)``; every failure a ValueError naming the input."""
+    real = resolve_path(path, roots)
+    try:
+        return ReductionSchedule.load(real)
+    except OSError as exc:
+        raise ValueError(f"input 'schedule_file' = {clip_text(str(path).strip(), 120)} cannot be read "
+                         f"({exc.strerror or type(exc).__name__})") from None
+    except ValueError as exc:
+        raise ValueError(f"input 'schedule_file': {exc}") from None
 
 
 def check_blocks(schedule: ReductionSchedule, num_blocks: int) -> None:

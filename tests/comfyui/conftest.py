@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
 import sys
 import types
@@ -28,6 +29,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from . import server_harness
 
 THIS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = THIS_DIR.parents[1]
@@ -157,3 +160,48 @@ def pack(pack_import) -> types.SimpleNamespace:
         stats_node=pack_import("nodes.stats_node").RhymeFlowStats,
         compare_node=pack_import("nodes.compare_node").RhymeFlowCompare,
     )
+
+
+# ----------------------------------------------------------------------------------------------- headless server
+
+TRY_IT_NOW = REPO_ROOT / "example_workflows" / "rhymeflow_testbed_try_it_now.json"
+
+
+@pytest.fixture(scope="module")
+def server(comfyui, tmp_path_factory):
+    """One headless ComfyUI per test module, with this repo as ``custom_nodes/rhymeflow`` (see ``server_harness``)."""
+    base = tmp_path_factory.mktemp("comfy_base")
+    (base / "custom_nodes").mkdir()
+    (base / "custom_nodes" / "rhymeflow").symlink_to(REPO_ROOT, target_is_directory=True)
+    weights = server_harness.testbed_dir()
+    from rhymeflow_core.testbed import model_io
+
+    if weights != model_io.DEFAULT_DIR.resolve() and model_io.checkpoint_path(weights).exists():
+        (base / "models" / "diffusion_models").mkdir(parents=True)
+        (base / "models" / "diffusion_models" / model_io.CHECKPOINT_NAME).symlink_to(model_io.checkpoint_path(weights))
+    srv = server_harness.Server(comfyui.root, base)
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def object_info(server) -> dict:
+    return server.get("/object_info")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(server):
+    from rhymeflow_core.testbed import model_io
+
+    folder = server_harness.testbed_dir()
+    if not model_io.checkpoint_path(folder).exists():
+        pytest.skip(f"no test-bed checkpoint in {folder} (train it: python -m rhymeflow_core.testbed.train)")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def testbed_prompt(object_info) -> dict:
+    return server_harness.ui_to_api(json.loads(TRY_IT_NOW.read_text()), object_info)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -173,16 +174,16 @@ def test_previous_override_is_chained(pack, wan, dense):
     assert torch.isfinite(out).all() and 40 in calls and 80 in calls  # reduced and dense self-attention reach the spy
 
 
-def test_token_reduction_errors(pack, wan):
+def test_token_reduction_errors(pack, wan, output_dir):
     node = pack.asym.RhymeFlowAsymRnR
     with pytest.raises(ValueError, match=r"AsymRnR Token Reduction: input 'scale' = 1\.5; accepted: 0 <= scale <= 1"):
-        _asym(pack, wan, schedule_source="file", schedule_file=str(_schedule_file(pack, 2)), scale=1.5)
+        _asym(pack, wan, schedule_source="file", schedule_file=_schedule_file(pack, output_dir, 2), scale=1.5)
     with pytest.raises(ValueError, match=r"input 'q_rate' = 0\.99; accepted"):
         _asym(pack, wan, q_rate=0.99)
     with pytest.raises(ValueError, match=r"'schedule_source' = 'input' but nothing is connected"):
         _asym(pack, wan, schedule_source="input")
     with pytest.raises(ValueError, match=r"the schedule has 4 blocks but the model has 2"):
-        _asym(pack, wan, schedule_source="file", schedule_file=str(_schedule_file(pack, 4)))
+        _asym(pack, wan, schedule_source="file", schedule_file=_schedule_file(pack, output_dir, 4))
     with pytest.raises(ValueError, match=r"input 'schedule_file' = 'nope\.json': no such file"):
         _asym(pack, wan, schedule_source="file", schedule_file="nope.json")
     with pytest.raises(ValueError, match=r"input 'schedule_source' = 'bogus'; accepted: uniform, testbed, file, input"):
@@ -197,21 +198,14 @@ def test_token_reduction_errors(pack, wan):
     assert node.define_schema().node_id == "RhymeFlowAsymRnR"
 
 
-_FILES = {}
+def _schedule_file(pack, folder: Path, blocks: int) -> str:
+    """A uniform schedule written into ``folder`` (ComfyUI's output folder in these tests); its name relative to it."""
+    pack.asymrnr.ReductionSchedule.uniform(blocks, 4, q=0.5, kv=0.4).save(folder / f"s{blocks}.json")
+    return f"s{blocks}.json"
 
 
-def _schedule_file(pack, blocks: int) -> Path:
-    if blocks not in _FILES:
-        import tempfile
-
-        path = Path(tempfile.mkdtemp()) / f"s{blocks}.json"
-        pack.asymrnr.ReductionSchedule.uniform(blocks, 4, q=0.5, kv=0.4).save(path)
-        _FILES[blocks] = path
-    return _FILES[blocks]
-
-
-def test_file_source_and_scale(pack, wan, dense):
-    path = str(_schedule_file(pack, 2))
+def test_file_source_and_scale(pack, wan, dense, output_dir):
+    path = _schedule_file(pack, output_dir, 2)
     zero = _asym(pack, wan, schedule_source="file", schedule_file=path, scale=0.0)
     assert torch.equal(_sample(pack, zero), dense)
     m = _asym(pack, wan, schedule_source="file", schedule_file=path, scale=0.5, cache_steps=1)
@@ -221,7 +215,7 @@ def test_file_source_and_scale(pack, wan, dense):
     assert torch.isfinite(out).all() and not torch.equal(out, dense)
     node = pack.asym.RhymeFlowAsymRnR  # a rewritten file re-runs the node (IS_CHANGED)
     before = node.fingerprint_inputs(schedule_source="file", schedule_file=path, q_rate=0.3)
-    os.utime(path, ns=(before + 10**9, before + 10**9))
+    os.utime(output_dir / path, ns=(before + 10**9, before + 10**9))
     assert node.fingerprint_inputs(schedule_source="file", schedule_file=path) == before + 10**9
     assert node.fingerprint_inputs(schedule_source="uniform", schedule_file="") is None
     assert node.fingerprint_inputs(schedule_source="file", schedule_file="missing.json") is None
@@ -253,6 +247,21 @@ def test_calibration_in_a_graph(pack, wan, dense, output_dir):
     assert torch.equal(_sample(pack, m_file), out_in)
     _, stats = _stats(pack, m_file, out_in)
     assert abs(stats["flops_saved_fraction"] - schedule.meta["achieved"]) < 0.1
+
+
+@pytest.mark.parametrize("prefix, pattern", [
+    ("", r"has no file name"), ("  ", r"has no file name"), (".", r"has no file name"),
+    ("../escape", r"leaves ComfyUI's output folder"), ("/tmp/abs", r"leaves ComfyUI's output folder"),
+    ("linked/schedule", r"leaves ComfyUI's output folder"),
+])
+def test_schedule_prefix_is_checked_before_anything_is_written(pack, wan, output_dir, prefix, pattern):
+    elsewhere = Path(tempfile.mkdtemp())  # outside the output folder, reached through a link inside it
+    (output_dir / "linked").symlink_to(elsewhere, target_is_directory=True)
+    _, handle = pack.asym.RhymeFlowAsymRnRCalibrate.execute(wan, target=0.3, q_cap=0.7, kv_cap=0.5, dense_start=0.2,
+                                                             cache_steps=3, partition_seed=0).args
+    with pytest.raises(ValueError, match=r"^AsymRnR Schedule: input 'filename_prefix' = .* " + pattern):
+        pack.asym.RhymeFlowAsymRnRSchedule.execute(handle, {"samples": torch.zeros(1)}, prefix)
+    assert not list(output_dir.rglob("*.json")) and not list(elsewhere.rglob("*.json"))
 
 
 # ----------------------------------------------------------------------------------------------- composition

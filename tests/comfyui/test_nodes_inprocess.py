@@ -95,6 +95,18 @@ def test_patch_clones_and_never_mutates_the_input(pack, wan):
     assert pack.glue.holder_of(c) is not holder and pack.glue.holder_of(c).last_stats is None
 
 
+def test_second_patch_replaces_the_first(pack, wan):
+    """Projection Patch applied twice (a copied graph): the second replaces the first, on a clone, and the run is the
+    one a single patch with the second's settings gives (stacked, the run died with an unnamed IndexError)."""
+    once = _patched(pack, wan, context_mode="hidden")
+    before = _options_snapshot(once)
+    twice = _patched(pack, once, context_mode="kv")
+    assert _options_snapshot(once) == before and pack.glue.holder_of(once).config.context_mode == "hidden"
+    assert pack.glue.holder_of(twice).config.context_mode == "kv"
+    assert [len(twice.wrappers[k]["rhymeflow"]) for k in ("outer_sample", "apply_model")] == [1, 1]
+    assert torch.equal(_sample(pack, twice, _rf_sampler(pack)), _sample(pack, _patched(pack, wan), _rf_sampler(pack)))
+
+
 def test_patch_refuses_other_model_families(pack, comfyui):
     import comfy.model_patcher
 
@@ -118,8 +130,8 @@ def test_patch_rejects_bad_options(pack, wan):
 # ----------------------------------------------------------------------------------------------- keyframes node
 
 @pytest.mark.parametrize("kw, pattern", [
-    ({"manual": "0, x"}, r"RhymeFlow Keyframes: input 'manual' = '0, x'.*'x' is not a frame index.*e\.g\. '0, 6, 12-14'"),
-    ({"manual": "5-2"}, r"input 'manual'.*ascending range"),
+    ({"strategy": "manual", "manual": "0, x"}, r"RhymeFlow Keyframes: input 'manual' = '0, x'.*'x' is not a frame index.*e\.g\. '0, 6, 12-14'"),
+    ({"strategy": "manual", "manual": "5-2"}, r"input 'manual'.*ascending range"),
     ({"threshold": 1.5}, r"RhymeFlow Keyframes: input 'threshold' = 1\.5; accepted: .*\[-1, 1\]"),
     ({"budget": 0}, r"RhymeFlow Keyframes: input 'budget' = 0; accepted: an integer >= 1"),
     ({"strategy": "random"}, r"input 'strategy' = 'random'; accepted: semantic, dynamic, uniform, manual"),
@@ -135,6 +147,12 @@ def test_keyframes_node_parses_manual(pack):
     assert plan.manual == (0, 6, 12, 13, 14) and plan.strategy == "manual"
 
 
+def test_keyframes_node_ignores_manual_text_for_other_strategies(pack):
+    """A stale or mistyped manual text must neither fail nor cost anything when the strategy does not read it."""
+    plan = _plan(pack, strategy="semantic", manual="0-30000000, not a list")
+    assert plan.manual == () and plan.strategy == "semantic"
+
+
 # ----------------------------------------------------------------------------------------------- sampler errors
 
 def test_sampler_without_patch(pack, wan):
@@ -143,14 +161,23 @@ def test_sampler_without_patch(pack, wan):
 
 
 def test_sampler_image_latent(pack, wan):
+    """Both ways an image latent can arrive: as SamplerCustomAdvanced passes it (made 5D with one frame by
+    ``fix_empty_latent_channels``) and raw 4D (a direct guider call)."""
+    import comfy.sample
+
     m = _patched(pack, wan)
-    with pytest.raises(ValueError, match=r"RhymeFlow Async Sampler: latent has shape \(1, 16, 8, 8\).*video latent"):
-        _sample(pack, m, _rf_sampler(pack), latent=torch.zeros(1, 16, H, W))
+    image = torch.zeros(1, 16, H, W)
+    as_comfyui_passes_it = comfy.sample.fix_empty_latent_channels(m, image)
+    assert as_comfyui_passes_it.shape == (1, 16, 1, H, W)
+    for latent in (as_comfyui_passes_it, image):
+        with pytest.raises(ValueError, match=r"RhymeFlow Async Sampler: the latent is an image latent \(shape .*one frame.*"
+                                             r"accepted: a video latent with at least 3 latent frames"):
+            _sample(pack, m, _rf_sampler(pack), latent=latent)
 
 
 def test_sampler_too_few_frames(pack, wan):
     m = _patched(pack, wan)
-    with pytest.raises(ValueError, match=r"RhymeFlow Async Sampler: the latent has 2 frames; .*at least 3"):
+    with pytest.raises(ValueError, match=r"RhymeFlow Async Sampler: the latent has 2 latent frames; accepted: at least 3"):
         _sample(pack, m, _rf_sampler(pack), frames=2)
     assert pack.glue.holder_of(m).run is None
 

@@ -1,9 +1,9 @@
 """The pack in a real, headless ComfyUI server: node registration, the shipped workflows, end-to-end runs.
 
 A ComfyUI server is started on 127.0.0.1 (free port, ``--cpu``) with a temporary ``--base-directory`` whose
-``custom_nodes/rhymeflow`` is a symlink to this repo, and stopped afterwards. Tests talk to it over HTTP and
-the websocket only, as the frontend does. The UI-format example workflows are converted to API prompts with
-``/object_info``'s ``input_order`` (ComfyUI has no server-side converter; see ``ui_to_api``).
+``custom_nodes/rhymeflow`` is a symlink to this repo, and stopped afterwards (``server_harness.py``, fixtures in
+``conftest.py``). Tests talk to it over HTTP and the websocket only, as the frontend does. The UI-format example
+workflows are converted to API prompts with ``/object_info``'s ``input_order`` (``server_harness.ui_to_api``).
 
 Run-time tests need the trained test-bed checkpoint (``rhymeflow_core/testbed/weights``) or another checkpoint
 folder with its model card in ``RHYMEFLOW_TESTBED_DIR`` (linked into the server's ``models/diffusion_models``);
@@ -14,236 +14,23 @@ Sizes are small (9 latent frames, 20 steps) to keep the tier within a few minute
 """
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import uuid
 from pathlib import Path
 
 import pytest
 import torch
 
+from .server_harness import find_node, ui_to_api, upstream
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO_ROOT / "example_workflows").glob("*.json"))
-TRY_IT_NOW = REPO_ROOT / "example_workflows" / "rhymeflow_testbed_try_it_now.json"
 OUR_NODES = ("RhymeFlowKeyframes", "RhymeFlowAsyncSampler", "RhymeFlowProjectionPatch", "RhymeFlowStats", "RhymeFlowCompare",
              "RhymeFlowTestbedConditioning", "RhymeFlowTestbedEmptyLatent", "RhymeFlowTestbedDecode")
 FRAMES, STEPS, SEED, CLASS = 9, 20, 1234, "cat"
-START_TIMEOUT, RUN_TIMEOUT = 240, 240
-WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 FILE_INPUTS = ("unet_name", "clip_name", "clip_name1", "clip_name2", "vae_name", "ckpt_name", "lora_name")  # combos listing model files
 
 
-# ----------------------------------------------------------------------------------------------- server
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _testbed_dir() -> Path:
-    from rhymeflow_core.testbed import model_io
-
-    return Path(os.environ.get("RHYMEFLOW_TESTBED_DIR", model_io.DEFAULT_DIR)).resolve()
-
-
-class Server:
-    def __init__(self, root: Path, base: Path):
-        import requests
-
-        self.http = requests.Session()
-        self.base = base
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = base / "server.log"
-        cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port), "--base-directory", str(base),
-               "--database-url", f"sqlite:///{base / 'comfyui.db'}", "--disable-api-nodes", "--preview-method", "none"]
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, cwd=root, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self) -> None:
-        deadline = time.time() + START_TIMEOUT
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ComfyUI exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
-            try:
-                if self.http.get(f"{self.url}/system_stats", timeout=2).ok:
-                    return
-            except Exception:  # noqa: BLE001 - not up yet
-                pass
-            time.sleep(1)
-        raise RuntimeError(f"ComfyUI did not start within {START_TIMEOUT}s:\n{self.log()[-4000:]}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        self._log.close()
-
-    def get(self, path: str):
-        r = self.http.get(f"{self.url}{path}", timeout=30)
-        r.raise_for_status()
-        return r.json()
-
-    def run(self, prompt: dict, interrupt_at: int | None = None, timeout: float = RUN_TIMEOUT) -> "Run":
-        """Queue ``prompt`` with a websocket listening; optionally POST /interrupt once progress reaches ``interrupt_at``."""
-        return asyncio.run(self._run(prompt, interrupt_at, timeout))
-
-    async def _run(self, prompt, interrupt_at, timeout):
-        import aiohttp
-
-        client_id = uuid.uuid4().hex
-        messages = []
-        async with aiohttp.ClientSession() as s:
-            async with s.ws_connect(f"ws://127.0.0.1:{self.port}/ws?clientId={client_id}") as ws:
-                async with s.post(f"{self.url}/prompt", json={"prompt": prompt, "client_id": client_id}) as r:
-                    body = await r.json()
-                    if r.status != 200:
-                        raise AssertionError(f"/prompt refused the prompt: {json.dumps(body)[:3000]}")
-                pid = body["prompt_id"]
-                deadline = time.time() + timeout
-                interrupted = False
-                while time.time() < deadline:
-                    try:
-                        msg = await ws.receive(timeout=max(1.0, deadline - time.time()))
-                    except asyncio.TimeoutError:
-                        break
-                    if msg.type != aiohttp.WSMsgType.TEXT:
-                        if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-                            break
-                        continue
-                    m = json.loads(msg.data)
-                    messages.append(m)
-                    data = m.get("data") or {}
-                    if (interrupt_at is not None and not interrupted and m["type"] == "progress" and data.get("prompt_id") == pid
-                            and data.get("value", 0) >= interrupt_at):
-                        async with s.post(f"{self.url}/interrupt") as r:
-                            assert r.status == 200
-                        interrupted = True
-                    if m["type"] in ("execution_success", "execution_error", "execution_interrupted") and data.get("prompt_id") == pid:
-                        break
-        for _ in range(50):  # history is written right after the final message
-            hist = self.get(f"/history/{pid}")
-            if pid in hist and hist[pid].get("status", {}).get("completed") is not None:
-                return Run(self, pid, hist[pid], messages)
-            time.sleep(0.2)
-        raise AssertionError(f"prompt {pid} has no history after {timeout}s; last messages {messages[-5:]}\n{self.log()[-3000:]}")
-
-
-class Run:
-    def __init__(self, server: Server, pid: str, history: dict, messages: list):
-        self.server, self.pid, self.history, self.messages = server, pid, history, messages
-        self.status = history["status"]
-        self.outputs = history["outputs"]
-
-    def ok(self) -> bool:
-        return self.status.get("status_str") == "success"
-
-    def error(self) -> str:
-        return json.dumps(self.status.get("messages", []))[:4000]
-
-    def cached(self) -> set[str]:
-        return {n for t, d in self.status.get("messages", []) if t == "execution_cached" for n in d.get("nodes", [])}
-
-    def latent(self, node_id: str) -> torch.Tensor:
-        from safetensors.torch import load_file
-
-        item = self.outputs[node_id]["latents"][0]
-        return load_file(str(self.server.base / "output" / item["subfolder"] / item["filename"]))["latent_tensor"]
-
-
-@pytest.fixture(scope="module")
-def server(comfyui, tmp_path_factory):
-    base = tmp_path_factory.mktemp("comfy_base")
-    (base / "custom_nodes").mkdir()
-    (base / "custom_nodes" / "rhymeflow").symlink_to(REPO_ROOT, target_is_directory=True)
-    weights = _testbed_dir()
-    from rhymeflow_core.testbed import model_io
-
-    if weights != model_io.DEFAULT_DIR.resolve() and model_io.checkpoint_path(weights).exists():
-        (base / "models" / "diffusion_models").mkdir(parents=True)
-        (base / "models" / "diffusion_models" / model_io.CHECKPOINT_NAME).symlink_to(model_io.checkpoint_path(weights))
-    srv = Server(comfyui.root, base)
-    try:
-        srv.wait_ready()
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture(scope="module")
-def object_info(server) -> dict:
-    return server.get("/object_info")
-
-
-@pytest.fixture(scope="module")
-def checkpoint(server):
-    from rhymeflow_core.testbed import model_io
-
-    folder = _testbed_dir()
-    if not model_io.checkpoint_path(folder).exists():
-        pytest.skip(f"no test-bed checkpoint in {folder} (train it: python -m rhymeflow_core.testbed.train)")
-    return folder
-
-
 # ----------------------------------------------------------------------------------------------- UI -> API
-
-def _is_widget(spec: list) -> bool:
-    kind, opts = spec[0], (spec[1] if len(spec) > 1 else {})
-    return (isinstance(kind, list) or kind in WIDGET_TYPES) and not opts.get("forceInput")
-
-
-def _has_control(name: str, spec: list) -> bool:
-    opts = spec[1] if len(spec) > 1 else {}
-    return bool(opts.get("control_after_generate")) or name in ("seed", "noise_seed")
-
-
-def ui_to_api(workflow: dict, object_info: dict) -> dict:
-    """API prompt of a UI-format workflow, as the frontend's graphToPrompt builds it (no groups/subgraphs/bypass).
-
-    Widget values are assigned in ``input_order`` (required, then optional) to the inputs that are widgets and
-    not linked; the value a ``control_after_generate`` widget adds right after itself is skipped.
-    """
-    links = {l[0]: l for l in workflow["links"]}
-    prompt = {}
-    for node in workflow["nodes"]:
-        if node.get("mode", 0) in (2, 4):
-            continue
-        info = object_info[node["type"]]
-        linked = {}
-        for inp in node.get("inputs", []):
-            if inp.get("link") is not None:
-                _, src, slot, _, _, _ = links[inp["link"]]
-                linked[inp["name"]] = [str(src), slot]
-        specs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
-        order = info["input_order"].get("required", []) + info["input_order"].get("optional", [])
-        values = list(node.get("widgets_values", []))
-        inputs = dict(linked)
-        for name in order:
-            spec = specs[name]
-            if name in linked or not _is_widget(spec):
-                continue
-            if not values:
-                raise ValueError(f"node {node['id']} {node['type']}: no widget value left for {name!r}")
-            inputs[name] = values.pop(0)
-            if _has_control(name, spec):
-                values.pop(0)
-        if values:
-            raise ValueError(f"node {node['id']} {node['type']}: {len(values)} widget values left over: {values}")
-        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs, "_meta": {"title": node.get("title", node["type"])}}
-    return prompt
-
 
 def _check_value(node_type: str, name: str, spec: list, value) -> None:
     kind, opts = spec[0], (spec[1] if len(spec) > 1 else {})
@@ -265,44 +52,19 @@ def _check_value(node_type: str, name: str, spec: list, value) -> None:
         assert opts.get("min", value) <= value <= opts.get("max", value), f"{where} outside [{opts.get('min')}, {opts.get('max')}]"
 
 
-def _upstream(prompt: dict, outputs: list[str]) -> dict:
-    """The part of ``prompt`` that ``outputs`` need."""
-    keep, todo = set(), list(outputs)
-    while todo:
-        nid = todo.pop()
-        if nid in keep:
-            continue
-        keep.add(nid)
-        todo += [v[0] for v in prompt[nid]["inputs"].values() if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str)]
-    return {k: v for k, v in prompt.items() if k in keep}
-
-
-def _find(prompt: dict, class_type: str, **linked_from: str) -> str:
-    """Id of the ``class_type`` node whose inputs come from nodes of the given class types."""
-    hits = [nid for nid, n in prompt.items() if n["class_type"] == class_type and all(
-        isinstance(n["inputs"].get(k), list) and prompt[n["inputs"][k][0]]["class_type"] == v for k, v in linked_from.items())]
-    assert len(hits) == 1, (class_type, linked_from, hits)
-    return hits[0]
-
-
-@pytest.fixture(scope="module")
-def testbed_prompt(object_info) -> dict:
-    return ui_to_api(json.loads(TRY_IT_NOW.read_text()), object_info)
-
-
 def _variant(base: dict, which: str, tag: str, frames=FRAMES, steps=STEPS, seed=SEED, easycache=False) -> tuple[dict, str, str]:
     """(prompt, sampler node id, SaveLatent node id) for the ``rhymeflow`` or ``dense`` branch of the try-it-now graph."""
     p = json.loads(json.dumps(base))
     sampler_type = "RhymeFlowAsyncSampler" if which == "rhymeflow" else "KSamplerSelect"
-    sca = _find(p, "SamplerCustomAdvanced", sampler=sampler_type)
-    p[_find(p, "RhymeFlowTestbedEmptyLatent")]["inputs"]["frames"] = frames
-    p[_find(p, "BasicScheduler")]["inputs"]["steps"] = steps
-    p[_find(p, "RandomNoise")]["inputs"]["noise_seed"] = seed
-    p[_find(p, "RhymeFlowTestbedConditioning")]["inputs"]["video_class"] = CLASS
+    sca = find_node(p, "SamplerCustomAdvanced", sampler=sampler_type)
+    p[find_node(p, "RhymeFlowTestbedEmptyLatent")]["inputs"]["frames"] = frames
+    p[find_node(p, "BasicScheduler")]["inputs"]["steps"] = steps
+    p[find_node(p, "RandomNoise")]["inputs"]["noise_seed"] = seed
+    p[find_node(p, "RhymeFlowTestbedConditioning")]["inputs"]["video_class"] = CLASS
     outputs = ["900"]
     p["900"] = {"class_type": "SaveLatent", "inputs": {"samples": [sca, 0], "filename_prefix": f"latents/{tag}"}}
     if which == "rhymeflow":
-        stats = _find(p, "RhymeFlowStats")
+        stats = find_node(p, "RhymeFlowStats")
         p[stats]["inputs"]["latent"] = [sca, 0]
         outputs.append(stats)
     if easycache:
@@ -310,7 +72,7 @@ def _variant(base: dict, which: str, tag: str, frames=FRAMES, steps=STEPS, seed=
         p["901"] = {"class_type": "EasyCache", "inputs": {"model": guider["inputs"]["model"], "reuse_threshold": 0.2,
                                                           "start_percent": 0.15, "end_percent": 0.95, "verbose": False}}
         guider["inputs"]["model"] = ["901", 0]
-    return _upstream(p, outputs), sca, "900"
+    return upstream(p, outputs), sca, "900"
 
 
 # ----------------------------------------------------------------------------------------------- registration
@@ -363,16 +125,16 @@ def test_workflow_validates_against_object_info(object_info, path):
 def test_try_it_now_runs(server, object_info, checkpoint, testbed_prompt):
     run = server.run(testbed_prompt)
     assert run.ok(), run.error()
-    stats_id = _find(testbed_prompt, "RhymeFlowStats")
+    stats_id = find_node(testbed_prompt, "RhymeFlowStats")
     stats = run.outputs[stats_id]["rhymeflow_stats"][0]
     assert stats["frames"] == 16 and stats["steps"] == 30 and len(stats["roles"]) == 16 and len(stats["roles"][0]) == 30
     assert len(stats["keyframes"]) == 4 and stats["keyframe_passes"] > 0 and stats["flop_speedup"] > 1
     assert "16 latent frames x 30 steps" in stats["summary"]
-    compare = run.outputs[_find(testbed_prompt, "RhymeFlowCompare")]["rhymeflow_compare"][0]
+    compare = run.outputs[find_node(testbed_prompt, "RhymeFlowCompare")]["rhymeflow_compare"][0]
     assert len(compare["psnr_frames"]) == 16 and compare["psnr_mean"] > 15, compare
-    assert run.outputs[_find(testbed_prompt, "SaveAnimatedWEBP")]["images"]
+    assert run.outputs[find_node(testbed_prompt, "SaveAnimatedWEBP")]["images"]
     ws_stats = [m["data"] for m in run.messages if m["type"] == "rhymeflow.stats"]
-    assert len(ws_stats) == 1 and ws_stats[0]["node"] == stats["node"] == _find(testbed_prompt, "RhymeFlowAsyncSampler")
+    assert len(ws_stats) == 1 and ws_stats[0]["node"] == stats["node"] == find_node(testbed_prompt, "RhymeFlowAsyncSampler")
     assert ws_stats[0]["keyframes"] == stats["keyframes"]
     print(f"\ntry-it-now: {stats['summary']}\n{compare['summary']}")
 
@@ -391,7 +153,7 @@ def reference(checkpoint, testbed_prompt):
     model = model_io.load_model(checkpoint)
     job = runner.Job(cls=CLASSES.index(CLASS), seed=SEED, frames=FRAMES, steps=STEPS, cfg=3.0, shift=3.0)
     dense, _, _ = runner.run_sampler(sample_dense, model, job)
-    sampler = testbed_prompt[_find(testbed_prompt, "RhymeFlowAsyncSampler")]["inputs"]  # the workflow's own settings
+    sampler = testbed_prompt[find_node(testbed_prompt, "RhymeFlowAsyncSampler")]["inputs"]  # the workflow's own settings
     rf, _, holder = runner.run_sampler(sample_rhymeflow, model, job, config=PatchConfig(), plan=KeyframePlan(),
                                        schedule=preset_schedule(sampler["preset"], simple_sigmas(STEPS, 3.0)), projection=sampler["projection"],
                                        keyframe_solver=sampler["keyframe_solver"])
@@ -431,7 +193,7 @@ def test_dense_matches_core(runs, reference):
 
 def test_rhymeflow_matches_core(runs, reference):
     run, latent, prompt = runs["rhymeflow"]
-    stats = run.outputs[_find(prompt, "RhymeFlowStats")]["rhymeflow_stats"][0]
+    stats = run.outputs[find_node(prompt, "RhymeFlowStats")]["rhymeflow_stats"][0]
     assert stats["keyframes"] == reference[2]
     err = _assert_close(_model_space(latent), reference[1], "rhymeflow")
     print(f"\nrhymeflow: keyframes {stats['keyframes']}, max |comfyui - core| = {err:.3g}")
@@ -476,6 +238,6 @@ def test_asymrnr_combo_workflow_runs(server, object_info, checkpoint):
     prompt = ui_to_api(workflow, object_info)
     run = server.run(prompt)
     assert run.ok(), run.error()
-    asym = run.outputs[_find(prompt, "RhymeFlowAsymRnRStats")]
+    asym = run.outputs[find_node(prompt, "RhymeFlowAsymRnRStats")]
     assert "FLOPs saved" in asym["text"][0] and asym["asymrnr_stats"][0]["flops_saved_fraction"] > 0, asym
-    assert run.outputs[_find(prompt, "RhymeFlowStats")]["rhymeflow_stats"][0]["keyframe_passes"] > 0
+    assert run.outputs[find_node(prompt, "RhymeFlowStats")]["rhymeflow_stats"][0]["keyframe_passes"] > 0
