@@ -47,7 +47,7 @@ def graph(*, sampler: str = "rhymeflow", frames: int = FRAMES, steps: int = STEP
     p: dict = {
         "1": {"class_type": "UNETLoader", "inputs": {"unet_name": UNET, "weight_dtype": weight_dtype}},
         "2": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["1", 0], "shift": 3.0}},
-        "3": {"class_type": "RhymeFlowTestbedConditioning", "inputs": {"video_class": "squares"}},
+        "3": {"class_type": "RhymeFlowTestbedConditioning", "inputs": {"video_class": "cat"}},
         "4": {"class_type": "RhymeFlowKeyframes", "inputs": kf},
         "5": {"class_type": "RandomNoise", "inputs": {"noise_seed": seed}},
         "6": {"class_type": "BasicScheduler", "inputs": {"model": ["2", 0], "scheduler": "simple", "steps": steps, "denoise": denoise}},
