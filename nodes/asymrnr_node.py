@@ -27,7 +27,7 @@ from comfy_api.latest import io
 from ..rhymeflow_core.asymrnr import KEY, AsymRnRState, ReductionSchedule, grid_wrapper, make_override
 from ..rhymeflow_core.asymrnr import sources
 from ..rhymeflow_core.asymrnr.matching import DEFAULT_STRIDE
-from .common import ADVANCED, CATEGORY
+from .common import ADVANCED, Schema
 
 log = logging.getLogger("rhymeflow")
 
@@ -162,10 +162,9 @@ def _output_dir() -> str:
 class RhymeFlowAsymRnR(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return Schema(
             node_id="RhymeFlowAsymRnR",
             display_name=NODE,
-            category=CATEGORY,
             description="AsymRnR (arXiv 2412.11706): shortens queries and keys/values of Wan's video self-attention "
                         "separately, per block and step, by dropping the most redundant tokens (matched to stand-ins); "
                         "attention outputs are restored to full length. Only the attention core gets cheaper. Composes "
@@ -246,10 +245,9 @@ class RhymeFlowAsymRnR(io.ComfyNode):
 class RhymeFlowAsymRnRCalibrate(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return Schema(
             node_id="RhymeFlowAsymRnRCalibrate",
             display_name=CALIBRATE_NODE,
-            category=CATEGORY,
             description="Step 1 of calibrating AsymRnR for your model: outputs the model with a redundancy recorder "
                         "(sampling stays dense and bit-identical) and a calibration handle. Sample once with this MODEL "
                         "and a standard sampler (euler, your usual steps/resolution), then feed the handle and the LATENT "
@@ -297,10 +295,9 @@ class RhymeFlowAsymRnRCalibrate(io.ComfyNode):
 class RhymeFlowAsymRnRSchedule(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return Schema(
             node_id="RhymeFlowAsymRnRSchedule",
             display_name=SCHEDULE_NODE,
-            category=CATEGORY,
             description="Step 2 of calibrating AsymRnR: builds the schedule from the last finished dense run recorded by "
                         "AsymRnR Calibrate's MODEL, writes it as JSON to ComfyUI's output folder and outputs it for AsymRnR Token "
                         "Reduction (schedule_source=input, or =file in later prompts).",
@@ -352,10 +349,9 @@ class RhymeFlowAsymRnRSchedule(io.ComfyNode):
 class RhymeFlowAsymRnRStats(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return Schema(
             node_id="RhymeFlowAsymRnRStats",
             display_name=STATS_NODE,
-            category=CATEGORY,
             description="What AsymRnR reduced in the last run of a patched MODEL: tokens kept per block and step, "
                         "self-attention FLOPs saved, keyframe-only calls passed through.",
             is_output_node=True,

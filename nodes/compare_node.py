@@ -3,7 +3,7 @@ from comfy_api.latest import io
 
 from ..rhymeflow_core import metrics
 from . import glue
-from .common import CATEGORY
+from .common import Schema
 
 NODE = "RhymeFlow Compare"
 
@@ -11,10 +11,9 @@ NODE = "RhymeFlow Compare"
 class RhymeFlowCompare(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return Schema(
             node_id="RhymeFlowCompare",
             display_name=NODE,
-            category=CATEGORY,
             description="Per-frame PSNR and SSIM of the accelerated frames against the dense frames (same seed, same "
                         "prompt); the worst frame is reported beside the mean.",
             is_output_node=True,

@@ -2,7 +2,7 @@
 from comfy_api.latest import io
 
 from . import glue
-from .common import CATEGORY
+from .common import Schema
 
 NODE = "RhymeFlow Stats"
 
@@ -10,10 +10,9 @@ NODE = "RhymeFlow Stats"
 class RhymeFlowStats(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return Schema(
             node_id="RhymeFlowStats",
             display_name=NODE,
-            category=CATEGORY,
             description="Step map (frames x steps), keyframes and their transition scores, full vs keyframe-only passes, "
                         "FLOP-ideal and measured speed-up and context-cache size of the last RhymeFlow run.",
             is_output_node=True,

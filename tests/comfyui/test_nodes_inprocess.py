@@ -316,3 +316,31 @@ def test_two_experts_sync_cleanly_at_the_switch_and_share_one_step_map(pack, wan
 
     with pytest.raises(ValueError, match="ended at sigma .* but 'second_model' started at"):
         pack.stats_node.execute(low, {"samples": out}, second_model=high)
+
+
+# ----------------------------------------------------------------------------------------------- listing
+
+# what an artist types -> the node it must find (others may match too)
+SEARCH_WORDS = {"speed": "RhymeFlowAsyncSampler", "fast": "RhymeFlowAsyncSampler", "accelerate": "RhymeFlowAsyncSampler",
+                "cache": "RhymeFlowProjectionPatch", "keyframe": "RhymeFlowKeyframes"}
+
+
+def test_every_node_is_listed_and_found_by_what_it_does(pack_import):
+    """/object_info (the V1 node info) carries each node's category and search aliases from nodes/common.py;
+    each word an artist types for "make it faster" names at least one RhymeFlow node."""
+    common = pack_import("nodes.common")
+    nodes = pack_import("nodes").node_list()
+    info = {n.GET_NODE_INFO_V1()["name"]: n.GET_NODE_INFO_V1() for n in nodes}
+    assert set(info) == set(common.LISTING)
+    for node_id, (category, aliases) in common.LISTING.items():
+        assert info[node_id]["category"] == category and info[node_id]["search_aliases"] == aliases, node_id
+    by_category = {c: sorted(i for i in info if info[i]["category"] == c) for c in {v["category"] for v in info.values()}}
+    assert by_category == {
+        "RhymeFlow": ["RhymeFlowAsyncSampler", "RhymeFlowCompare", "RhymeFlowKeyframes", "RhymeFlowProjectionPatch",
+                      "RhymeFlowStats"],
+        "RhymeFlow/AsymRnR": ["RhymeFlowAsymRnR", "RhymeFlowAsymRnRCalibrate", "RhymeFlowAsymRnRSchedule",
+                              "RhymeFlowAsymRnRStats"],
+        "RhymeFlow/test bed": ["RhymeFlowTestbedConditioning", "RhymeFlowTestbedDecode", "RhymeFlowTestbedEmptyLatent"],
+    }
+    for word, node_id in SEARCH_WORDS.items():
+        assert any(word in alias for alias in info[node_id]["search_aliases"]), (word, node_id)
