@@ -47,7 +47,21 @@ class RhymeFlowStats(io.ComfyNode):
             stats["flop_speedup"] = None  # JSON-safe (NaN would break the frontend's JSON.parse)
         summary = glue.summary_text(stats)
         stats["summary"] = summary
-        return io.NodeOutput(latent, summary, ui={"rhymeflow_stats": [stats]})
+        # "text" is what web/rhymeflow_text_output.js shows on the node: the headline first, then the full summary.
+        return io.NodeOutput(latent, summary, ui={"text": [f"{headline(stats)}\n\n{summary}"], "rhymeflow_stats": [stats]})
+
+
+def headline(stats: dict) -> str:
+    """The two lines an artist reads first: how much faster the run was, and which frames were the keyframes."""
+    measured, planned = stats.get("estimated_speedup"), stats.get("flop_speedup")
+    speed = [f"{measured:.2f}x measured (DiT time)" if measured is not None else "measured: n/a",
+             f"{planned:.2f}x planned (compute, this model)" if planned is not None else "planned: n/a (not a video latent)"]
+    frames = len(stats["roles"])
+    if stats.get("segments"):
+        keys = "; ".join(f"{s['label']} {', '.join(map(str, s['keyframes']))}" for s in stats["segments"])
+    else:
+        keys = f"{', '.join(map(str, stats['keyframes']))} ({len(stats['keyframes'])} of {frames} latent frames)"
+    return f"speed-up {' / '.join(speed)}\nkeyframes: {keys}"
 
 
 def _last_stats(model, name: str) -> dict:
