@@ -146,7 +146,9 @@ def test_js_role_legend_and_codes_match_core():
         m = re.search(rf"export const {name} = (\d+);", text)
         assert m and int(m.group(1)) == getattr(schedule, name), name
     colors = _js_object("ROLE_COLORS")
-    assert set(colors) == set(ROLE_LEGEND) and len(set(colors.values())) == len(colors)
+    # warm-up and sync are both full passes: one colour; keyframe-only and skipped cells each their own
+    assert set(colors) == set(ROLE_LEGEND) and colors[schedule.ROLE_WARMUP] == colors[schedule.ROLE_SYNC]
+    assert len({colors[schedule.ROLE_SYNC], colors[schedule.ROLE_KEY], colors[schedule.ROLE_SKIP]}) == 3
 
 
 FRAME_LIST_CASES = ["0, 6, 12-14", "", " , ", "3", "14-12", "1,1,2", "0-2, 5 - 7,", "a", "-1", "2-", "07, 8"]
