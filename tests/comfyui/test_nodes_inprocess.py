@@ -56,6 +56,13 @@ def _sample(pack, model, sampler, frames=5, steps=STEPS, seed=0, latent=None, ca
     return guider.sample(noise, latent, sampler, sigmas, callback=callback, disable_pbar=True, seed=seed)
 
 
+def _sample_sigmas(model, steps=STEPS):
+    """The sigmas ``_sample`` runs on."""
+    import comfy.samplers
+
+    return comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "simple", steps).cpu()
+
+
 def _euler():
     import comfy.samplers
 
@@ -196,6 +203,8 @@ def test_run_stats_and_state(pack, wan):
     assert stats is not None and holder.run is None
     assert stats["frames"] == 5 and stats["steps"] == STEPS and len(stats["roles"]) == 5 and len(stats["roles"][0]) == STEPS
     assert stats["keyframes"] == [0, 4] and stats["text_tokens"] == 8
+    sigmas = _sample_sigmas(m)
+    assert stats["sigmas"] == [round(float(x), 4) for x in sigmas[:-1]]  # the widget's hover shows them per step
     assert stats["full_passes"] + stats["keyframe_passes"] == STEPS and stats["keyframe_passes"] > 0
     result = pack.stats_node.execute(m, {"samples": out})
     latent, summary = result.args
@@ -319,6 +328,7 @@ def test_two_experts_sync_cleanly_at_the_switch_and_share_one_step_map(pack, wan
 
     ui = pack.stats_node.execute(high, {"samples": out}, second_model=low).ui["rhymeflow_stats"][0]
     assert len(ui["roles"]) == 5 and all(len(row) == 24 for row in ui["roles"])
+    assert ui["sigmas"] == [round(float(x), 4) for x in sigmas[:-1]]  # both experts' steps, in order
     assert [(s["start"], s["steps"]) for s in ui["segments"]] == [(0, switch), (switch, 24 - switch)]
     assert ui["roles"][0][switch:] == second["roles"][0] and ui["roles"][0][:switch] == first["roles"][0]
     assert ui["full_passes"] == first["full_passes"] + second["full_passes"] and ui["flop_speedup"] > 1.0
