@@ -52,10 +52,11 @@ class RhymeFlowStats(io.ComfyNode):
 
 
 def headline(stats: dict) -> str:
-    """The two lines an artist reads first: how much faster the run was, and which frames were the keyframes."""
-    measured, planned = stats.get("estimated_speedup"), stats.get("flop_speedup")
+    """The two lines an artist reads first: how much faster the run was (timed, and what its passes promise in
+    FLOPs, as the planned map estimates it), and which frames were the keyframes."""
+    measured, compute = stats.get("estimated_speedup"), stats.get("flop_speedup")
     speed = [f"{measured:.2f}x measured (DiT time)" if measured is not None else "measured: n/a",
-             f"{planned:.2f}x planned (compute, this model)" if planned is not None else "planned: n/a (not a video latent)"]
+             f"{compute:.2f}x estimated (compute, this model)" if compute is not None else "estimated: n/a (not a video latent)"]
     frames = len(stats["roles"])
     if stats.get("segments"):
         keys = "; ".join(f"{s['label']} {', '.join(map(str, s['keyframes']))}" for s in stats["segments"])
