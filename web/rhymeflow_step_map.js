@@ -2,9 +2,10 @@
 /**
  * RhymeFlow step-map widget on the "RhymeFlow Async Sampler" node.
  *
- * A canvas of latent frames (rows) x sampling steps (columns), coloured by role: warm-up and sync
- * steps are full passes, keyframe cells are computed in keyframe-only passes, projected cells are
- * skipped. Before a run it shows the PLANNED map for the current settings (asked from the Python core
+ * A canvas of latent frames (rows) x sampling steps (columns), coloured by what each step costs: full
+ * passes (warm-up and sync steps, one colour; the warm-up is bracketed), keyframes-only passes, and
+ * skipped (projected) cells; numbered axes, a legend in plain words, the expert switch of a two-model run,
+ * and a tooltip explaining the cell under the pointer. Before a run it shows the PLANNED map for the current settings (asked from the Python core
  * through GET /rhymeflow/step_map; the schedule is never recomputed here); after a run the REALISED map
  * from the sampler's stats ("rhymeflow.stats" websocket event, or the RhymeFlowStats node's output).
  * Clicking a frame row toggles it as a manual keyframe on the connected "RhymeFlow Keyframes" node.

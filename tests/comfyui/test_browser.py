@@ -9,6 +9,7 @@ What it checks, in headless Chromium against a real ComfyUI server with this pac
   * queueing the RhymeFlow + AsymRnR workflow from the page shows the AsymRnR Stats node's ``ui.text`` on
     that node (web/rhymeflow_text_output.js), equal to the text in ``/history``.
   * hovering a cell shows a tooltip naming its frame, step, sigma (the run's own) and what happens there;
+  * a two-expert map (the run's, sent as if a second expert took over half-way) draws the switch line;
   * the node definitions the frontend loads carry each node's category and search aliases;
   * after the run RhymeFlow Stats shows its summary on the node, speed-ups first, and RhymeFlow Compare its PSNR.
 Screenshots are left in ``out/browser/`` (or ``$RHYMEFLOW_ARTIFACTS/browser``); with
@@ -334,6 +335,20 @@ def test_step_map_widget_planned_realised_and_click(server):
         )
         page.screenshot(path=str(ARTIFACTS / "after_click.png"))
 
+        # Two experts (Wan 2.2 A14B; no such checkpoint here): this run's map, as if a second expert took over
+        # half-way, sent as the sampler's stats event. The switch line is drawn through the grid.
+        switch_pixel = None
+        if stats is not None:
+            half = len(roles[0]) // 2
+            two = {"node": str(sampler_id), "roles": roles, "keyframes": stats["keyframes"],
+                   "segments": [{"label": "high-noise expert", "start": 0, "steps": half, "keyframes": stats["keyframes"]},
+                                {"label": "low-noise expert", "start": half, "steps": len(roles[0]) - half,
+                                 "keyframes": stats["keyframes"]}]}
+            page.evaluate("(d) => window.comfyAPI.api.api.dispatchEvent(new CustomEvent('rhymeflow.stats', {detail: d}))", two)
+            _wait(page, f'{sel}[data-view="realised"]', 10_000)
+            switch_pixel = page.evaluate(SWITCH_PIXEL_JS % PACK_NAME, [sel, half])
+            page.screenshot(path=str(ARTIFACTS / "two_experts_synthetic.png"))
+
     (ARTIFACTS / "result.json").write_text(json.dumps(
         {"planned": planned, "realised": realised, "pixel_counts": counts, "clicked_frame": frame,
          "keyframes_widgets": widgets, "tooltip": tooltip}, indent=1))
@@ -359,6 +374,8 @@ def test_step_map_widget_planned_realised_and_click(server):
     if compare_id is not None:
         compare = run["outputs"][str(compare_id)]["rhymeflow_compare"][0]
         assert shown_text[compare_id] == compare["summary"] and compare["summary"].startswith("PSNR vs dense: mean "), shown_text
+    if switch_pixel is not None:  # web/step_map_logic.js SWITCH_COLOR
+        assert switch_pixel[:3] == [255, 255, 255], switch_pixel
     assert widgets["strategy"] == "manual"
     assert frame in [int(x) for x in _expand(widgets["manual"])]
     assert not [m for m in console if m.startswith("pageerror")], console
@@ -373,6 +390,17 @@ CELL_CENTRE_JS = """async ([sel, frame, step]) => {
   const r = c.getBoundingClientRect();
   return { x: r.left + (cell.x + cell.w / 2) * r.width / c.clientWidth,
            y: r.top + (cell.y + cell.h / 2) * r.height / c.clientHeight };
+}"""
+
+# The canvas pixel just left of the start of step ``start``, half-way down the grid: under the switch line.
+SWITCH_PIXEL_JS = """async ([sel, start]) => {
+  const logic = await import('/extensions/%s/step_map_logic.js');
+  const c = document.querySelector(sel);
+  const L = logic.gridLayout(c.clientWidth, c.clientHeight, Number(c.dataset.frames), Number(c.dataset.steps),
+                             { legendRows: Number(c.dataset.legendRows) });
+  const dpr = c.width / c.clientWidth;
+  const x = Math.round(logic.cellRect(L, 0, start).x) - 0.5;
+  return [...c.getContext('2d').getImageData(Math.floor(x * dpr), Math.round((L.top + L.gridH / 2) * dpr), 1, 1).data];
 }"""
 
 # The node's rectangle on the page (title bar included), in CSS pixels of the page.
