@@ -48,6 +48,7 @@ class Schema(io.Schema):
         search_aliases: list[str] = field(default_factory=list)
 
     def __post_init__(self):
+        getattr(super(), "__post_init__", lambda: None)()  # a later io.Schema may have its own
         category, aliases = LISTING[self.node_id]  # a KeyError here: add the new node to LISTING
         if self.category == io.Schema.category:  # not set by the node: the dataclass default "sd"
             self.category = category
