@@ -29,7 +29,7 @@ from ..rhymeflow_core.asymrnr import KEY, AsymRnRState, ReductionSchedule, grid_
 from ..rhymeflow_core.asymrnr import sources
 from ..rhymeflow_core.asymrnr.matching import DEFAULT_STRIDE
 from ..rhymeflow_core.keyframes import clip_text
-from .common import ADVANCED, CATEGORY
+from .common import ADVANCED, Schema
 
 log = logging.getLogger("rhymeflow")
 
@@ -167,10 +167,9 @@ def _schedule_roots() -> tuple[str, str]:
 class RhymeFlowAsymRnR(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return Schema(
             node_id="RhymeFlowAsymRnR",
             display_name=NODE,
-            category=CATEGORY,
             description="AsymRnR (arXiv 2412.11706): shortens queries and keys/values of Wan's video self-attention "
                         "separately, per block and step, by dropping the most redundant tokens (matched to stand-ins); "
                         "attention outputs are restored to full length. Only the attention core gets cheaper. Composes "
@@ -252,10 +251,9 @@ class RhymeFlowAsymRnR(io.ComfyNode):
 class RhymeFlowAsymRnRCalibrate(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return Schema(
             node_id="RhymeFlowAsymRnRCalibrate",
             display_name=CALIBRATE_NODE,
-            category=CATEGORY,
             description="Step 1 of calibrating AsymRnR for your model: outputs the model with a redundancy recorder "
                         "(sampling stays dense and bit-identical) and a calibration handle. Sample once with this MODEL "
                         "and a standard sampler (euler, your usual steps/resolution), then feed the handle and the LATENT "
@@ -303,10 +301,9 @@ class RhymeFlowAsymRnRCalibrate(io.ComfyNode):
 class RhymeFlowAsymRnRSchedule(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return Schema(
             node_id="RhymeFlowAsymRnRSchedule",
             display_name=SCHEDULE_NODE,
-            category=CATEGORY,
             description="Step 2 of calibrating AsymRnR: builds the schedule from the last finished dense run recorded by "
                         "AsymRnR Calibrate's MODEL, writes it as JSON to ComfyUI's output folder and outputs it for AsymRnR Token "
                         "Reduction (schedule_source=input, or =file in later prompts).",
@@ -373,10 +370,9 @@ def _save_target(filename_prefix: str, out_dir: str) -> tuple[str, str, int, str
 class RhymeFlowAsymRnRStats(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return Schema(
             node_id="RhymeFlowAsymRnRStats",
             display_name=STATS_NODE,
-            category=CATEGORY,
             description="What AsymRnR reduced in the last run of a patched MODEL: tokens kept per block and step, "
                         "self-attention FLOPs saved, keyframe-only calls passed through.",
             is_output_node=True,

@@ -3,7 +3,7 @@ from comfy_api.latest import io
 
 from ..rhymeflow_core import metrics
 from . import glue
-from .common import CATEGORY
+from .common import Schema
 
 NODE = "RhymeFlow Compare"
 
@@ -11,10 +11,9 @@ NODE = "RhymeFlow Compare"
 class RhymeFlowCompare(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return Schema(
             node_id="RhymeFlowCompare",
             display_name=NODE,
-            category=CATEGORY,
             description="Per-frame PSNR and SSIM of the accelerated frames against the dense frames (same seed, same "
                         "prompt); the worst frame is reported beside the mean.",
             is_output_node=True,
@@ -36,7 +35,11 @@ class RhymeFlowCompare(io.ComfyNode):
         if dense.ndim != 4 or dense.shape[-1] < 3:
             raise ValueError(f"{NODE}: input 'dense' has shape {tuple(dense.shape)}; accepted: IMAGE [frames, H, W, 3]")
         result = metrics.fidelity(glue.images_to_video(dense), glue.images_to_video(accelerated))
-        summary = (f"{NODE}: {dense.shape[0]} frames; PSNR mean {result['psnr_mean']:.2f} dB (worst {result['psnr_min']:.2f}); "
-                   f"SSIM mean {result['ssim_mean']:.4f} (worst {result['ssim_min']:.4f})")
+        worst = min(range(len(result["psnr_frames"])), key=result["psnr_frames"].__getitem__)
+        # PSNR vs dense first: it is the number an artist weighs against the speed-up (RhymeFlow Stats).
+        summary = (f"PSNR vs dense: mean {result['psnr_mean']:.2f} dB, worst {result['psnr_min']:.2f} dB (frame {worst})\n"
+                   f"SSIM vs dense: mean {result['ssim_mean']:.4f}, worst {result['ssim_min']:.4f}\n"
+                   f"{NODE}: {dense.shape[0]} frames")
         plot = glue.psnr_plot(result["psnr_frames"], result["ssim_frames"])
-        return io.NodeOutput(summary, plot, ui={"rhymeflow_compare": [{**result, "summary": summary}]})
+        # "text" is what web/rhymeflow_text_output.js shows on the node.
+        return io.NodeOutput(summary, plot, ui={"text": [summary], "rhymeflow_compare": [{**result, "summary": summary}]})

@@ -129,7 +129,7 @@ def sample_rhymeflow_node(model, x, sigmas, extra_args=None, callback=None, disa
     stats.update(node=node_id, frames=int(x.shape[2]), steps=steps, preset=preset, schedule=schedule.to_dict(),
                  keyframe_solver=keyframe_solver, projection=projection, strategy=plan.strategy,
                  text_tokens=_text_tokens(model), family=family, sigma_start=round(float(sigmas[0]), 4),
-                 sigma_end=round(float(sigmas[-1]), 4))
+                 sigma_end=round(float(sigmas[-1]), 4), sigmas=[round(float(x), 4) for x in sigmas[:-1]])
     holder.last_stats = stats
     send_stats(node_id, stats)
     return out
@@ -202,7 +202,7 @@ def join_expert_stats(first: dict, second: dict, dims: tuple[ModelDims, ModelDim
         sampler_seconds=round(first["sampler_seconds"] + second["sampler_seconds"], 3),
         estimated_speedup=round(sum(p["estimated_speedup"] * d for p, d in zip(parts, dit)) / sum(dit), 3),
         cache_bytes=max(first["cache_bytes"], second["cache_bytes"]),
-        steps=sum(steps), sigma_end=second.get("sigma_end"),
+        steps=sum(steps), sigma_end=second.get("sigma_end"), sigmas=first.get("sigmas", []) + second.get("sigmas", []),
         segments=[{"label": label, "start": start, "steps": n, "keyframes": p["keyframes"]}
                   for label, start, n, p in zip(("high-noise expert", "low-noise expert"), (0, steps[0]), steps, parts)],
     )

@@ -2,7 +2,7 @@
 from comfy_api.latest import io
 
 from ..rhymeflow_core.keyframes import MAX_FRAMES, STRATEGIES, KeyframePlan, clip_text, parse_frame_list
-from .common import ADVANCED, CATEGORY, Keyframes
+from .common import ADVANCED, Keyframes, Schema
 
 NODE = "RhymeFlow Keyframes"
 
@@ -10,10 +10,9 @@ NODE = "RhymeFlow Keyframes"
 class RhymeFlowKeyframes(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return Schema(
             node_id="RhymeFlowKeyframes",
             display_name=NODE,
-            category=CATEGORY,
             description="Which latent frames RhymeFlow denoises at every step; the others jump several steps at a time "
                         "along their trajectory. Keyframes are chosen from the x0 prediction at the end of warm-up.",
             inputs=[

@@ -4,7 +4,7 @@ from comfy_api.latest import io
 from ..rhymeflow_core.context_cache import PLACEMENTS
 from ..rhymeflow_core.patch import CONTEXT_MODES, PatchConfig
 from . import glue
-from .common import ADVANCED, CATEGORY
+from .common import ADVANCED, Schema
 
 CACHE_DTYPES = ("auto", "float16", "bfloat16", "float32")
 
@@ -12,10 +12,9 @@ CACHE_DTYPES = ("auto", "float16", "bfloat16", "float32")
 class RhymeFlowProjectionPatch(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return Schema(
             node_id="RhymeFlowProjectionPatch",
             display_name="RhymeFlow Projection Patch",
-            category=CATEGORY,
             description="Lets RhymeFlow Async Sampler run keyframe-only passes: keyframe queries attend to every frame, "
                         "non-keyframe keys/values come from the last sync point. Without a RhymeFlow sampler the model runs "
                         "unchanged. Supported: Wan 2.1 / 2.2 (T2V, I2V, FLF2V, TI2V-5B, A14B experts), HunyuanVideo, "

@@ -5,16 +5,15 @@ from ..rhymeflow_core.presets import MIN_STEPS, PRESETS
 from ..rhymeflow_core.projection import PROJECTIONS
 from ..rhymeflow_core.sampler import SOLVERS
 from . import glue
-from .common import ADVANCED, CATEGORY, Keyframes
+from .common import ADVANCED, Keyframes, Schema
 
 
 class RhymeFlowAsyncSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return Schema(
             node_id="RhymeFlowAsyncSampler",
             display_name="RhymeFlow Async Sampler",
-            category=CATEGORY,
             description="Asynchronous denoising: warm-up steps on every frame, then keyframes step every step while the "
                         "other frames skip between rhythmic sync points. Needs a MODEL patched by RhymeFlow Projection "
                         f"Patch (a flow model) and at least {MIN_STEPS} steps from noise. Wan 2.2 A14B: one of these per expert "

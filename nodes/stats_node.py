@@ -2,7 +2,7 @@
 from comfy_api.latest import io
 
 from . import glue
-from .common import CATEGORY
+from .common import Schema
 
 NODE = "RhymeFlow Stats"
 
@@ -10,10 +10,9 @@ NODE = "RhymeFlow Stats"
 class RhymeFlowStats(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return Schema(
             node_id="RhymeFlowStats",
             display_name=NODE,
-            category=CATEGORY,
             description="Step map (frames x steps), keyframes and their transition scores, full vs keyframe-only passes, "
                         "FLOP-ideal and measured speed-up and context-cache size of the last RhymeFlow run.",
             is_output_node=True,
@@ -48,7 +47,22 @@ class RhymeFlowStats(io.ComfyNode):
             stats["flop_speedup"] = None  # JSON-safe (NaN would break the frontend's JSON.parse)
         summary = glue.summary_text(stats)
         stats["summary"] = summary
-        return io.NodeOutput(latent, summary, ui={"rhymeflow_stats": [stats]})
+        # "text" is what web/rhymeflow_text_output.js shows on the node: the headline first, then the full summary.
+        return io.NodeOutput(latent, summary, ui={"text": [f"{headline(stats)}\n\n{summary}"], "rhymeflow_stats": [stats]})
+
+
+def headline(stats: dict) -> str:
+    """The two lines an artist reads first: how much faster the run was (timed, and what its passes promise in
+    FLOPs, as the planned map estimates it), and which frames were the keyframes."""
+    measured, compute = stats.get("estimated_speedup"), stats.get("flop_speedup")
+    speed = [f"{measured:.2f}x measured (DiT time)" if measured is not None else "measured: n/a",
+             f"{compute:.2f}x estimated (compute, this model)" if compute is not None else "estimated: n/a (not a video latent)"]
+    frames = len(stats["roles"])
+    if stats.get("segments"):
+        keys = "; ".join(f"{s['label']} {', '.join(map(str, s['keyframes']))}" for s in stats["segments"])
+    else:
+        keys = f"{', '.join(map(str, stats['keyframes']))} ({len(stats['keyframes'])} of {frames} latent frames)"
+    return f"speed-up {' / '.join(speed)}\nkeyframes: {keys}"
 
 
 def _last_stats(model, name: str) -> dict:

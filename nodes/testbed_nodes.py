@@ -5,19 +5,17 @@ from comfy_api.latest import io
 
 from ..rhymeflow_core.testbed import pseudo_vae
 from ..rhymeflow_core.testbed.conditioning import CLASSES, class_context, null_context
-from .common import CATEGORY
+from .common import Schema
 
-TESTBED_CATEGORY = f"{CATEGORY}/testbed"
 LATENT_SIZE = 16  # 64 x 64 pixels (the pseudo-VAE maps 4 x 4 pixel patches to one latent pixel)
 
 
 class RhymeFlowTestbedConditioning(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return Schema(
             node_id="RhymeFlowTestbedConditioning",
             display_name="RhymeFlow Test-bed Conditioning",
-            category=TESTBED_CATEGORY,
             description="The test-bed model's 'prompt': one of its video classes as a fixed text context; negative is the "
                         "empty context.",
             inputs=[io.Combo.Input("video_class", options=list(CLASSES), default=CLASSES[0],
@@ -36,10 +34,9 @@ class RhymeFlowTestbedConditioning(io.ComfyNode):
 class RhymeFlowTestbedEmptyLatent(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return Schema(
             node_id="RhymeFlowTestbedEmptyLatent",
             display_name="RhymeFlow Test-bed Empty Latent",
-            category=TESTBED_CATEGORY,
             description="An empty 32x32-pixel video latent for the test-bed model (one latent frame per pixel frame).",
             inputs=[io.Int.Input("frames", default=16, min=3, max=21, tooltip="Latent frames (= pixel frames for the test bed).")],
             outputs=[io.Latent.Output()],
@@ -55,10 +52,9 @@ class RhymeFlowTestbedEmptyLatent(io.ComfyNode):
 class RhymeFlowTestbedDecode(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return Schema(
             node_id="RhymeFlowTestbedDecode",
             display_name="RhymeFlow Test-bed Decode",
-            category=TESTBED_CATEGORY,
             description="Decodes a test-bed latent with the exact pseudo-VAE into frames (IMAGE batch).",
             inputs=[io.Latent.Input("samples", tooltip="A sampler output for the test-bed model.")],
             outputs=[io.Image.Output(display_name="frames")],

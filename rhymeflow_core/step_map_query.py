@@ -156,6 +156,18 @@ def planned_keyframes(plan: KeyframePlan, frames: int) -> list[int]:
     return list(select_keyframes(blank, plan).indices)
 
 
+def _planned_sigmas(query: Mapping[str, Any], steps: int) -> list[float] | None:
+    """The noise level at the start of each step, for the widget's hover: the simple scheduler at the query's
+    shift; None when the shift is unreadable or out of range (a custom schedule does not read it)."""
+    try:
+        shift = _float(query, "shift", DEFAULT_SHIFT)
+    except ValueError:
+        return None
+    if not 0.1 <= shift <= 100:
+        return None
+    return [round(float(x), 4) for x in simple_sigmas(steps, shift)[:-1]]
+
+
 def planned_step_map(query: Mapping[str, Any]) -> dict:
     """``build_step_map(...).to_dict()`` for the settings in ``query``, plus what the widget shows.
 
@@ -167,7 +179,7 @@ def planned_step_map(query: Mapping[str, Any]) -> dict:
     Added keys: ``planned`` (always true here), ``keyframes_exact`` (false when the real keyframes are
     chosen after warm-up), ``note``, ``preset``, ``strategy``, ``schedule`` (the ``ScheduleConfig``),
     ``full_passes``, ``keyframe_passes``, ``flop_ideal`` (dense over RhymeFlow FLOPs for Wan 2.1 1.3B
-    480p at this frame count), ``flop_model`` and ``error`` (None). On bad input only ``error``,
+    480p at this frame count), ``flop_model``, ``sigmas`` (one per step, or None) and ``error`` (None). On bad input only ``error``,
     ``planned`` and the echoed ``frames``/``steps`` (when readable) are returned.
     """
     out: dict[str, Any] = {"planned": True}
@@ -198,6 +210,7 @@ def planned_step_map(query: Mapping[str, Any]) -> dict:
         keyframe_passes=step_map.keyframe_passes(),
         flop_ideal=round(flop_ideal_speedup(step_map, dims), 4),
         flop_model=FLOP_MODEL,
+        sigmas=_planned_sigmas(query, steps),
         error=None,
     )
     return out

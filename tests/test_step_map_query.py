@@ -160,7 +160,9 @@ def test_js_role_legend_and_codes_match_core():
         m = re.search(rf"export const {name} = (\d+);", text)
         assert m and int(m.group(1)) == getattr(schedule, name), name
     colors = _js_object("ROLE_COLORS")
-    assert set(colors) == set(ROLE_LEGEND) and len(set(colors.values())) == len(colors)
+    # warm-up and sync are both full passes: one colour; keyframe-only and skipped cells each their own
+    assert set(colors) == set(ROLE_LEGEND) and colors[schedule.ROLE_WARMUP] == colors[schedule.ROLE_SYNC]
+    assert len({colors[schedule.ROLE_SYNC], colors[schedule.ROLE_KEY], colors[schedule.ROLE_SKIP]}) == 3
 
 
 FRAME_LIST_CASES = ["0, 6, 12-14", "", " , ", "3", "14-12", "1,1,2", "0-2, 5 - 7,", "a", "-1", "2-", "07, 8"]
@@ -203,3 +205,15 @@ def test_shift_moves_the_planned_warm_up_as_the_sampler_would():
     assert at8["schedule"]["warmup"] == preset_schedule("paper", simple_sigmas(30, 8.0)).warmup > 5
     assert "shift=0.0 must lie in 0.1..100" in planned_step_map({"shift": "0"})["error"]
     assert "shift='x' must be a number" in planned_step_map({"shift": "x"})["error"]
+
+
+def test_planned_map_sends_the_noise_level_of_each_step():
+    """The widget's hover shows sigma per step: the simple scheduler's at the query's shift (the sampler's own
+    sigmas after a run); a custom schedule ignores the shift, so a bad one there only drops the sigmas."""
+    at8 = planned_step_map({"steps": "30", "shift": "8"})
+    assert at8["sigmas"] == [round(float(x), 4) for x in simple_sigmas(30, 8.0)[:-1]]
+    assert len(at8["sigmas"]) == 30 and at8["sigmas"][0] > at8["sigmas"][-1] > 0
+    assert planned_step_map({"steps": "30"})["sigmas"] == [round(float(x), 4) for x in simple_sigmas(30, 3.0)[:-1]]
+    custom = {"preset": "custom", "warmup": "3", "n_small": "2", "n_large": "3", "steps": "12", "frames": "6"}
+    assert planned_step_map({**custom, "shift": "0"})["error"] is None
+    assert planned_step_map({**custom, "shift": "0"})["sigmas"] is None

@@ -86,7 +86,7 @@ def our_nodes() -> dict[str, tuple[dict[str, str], list[str], int]]:
     out = {}
     for path in (ROOT / "nodes").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if not (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "Schema"):
+            if not _is_schema_call(node):
                 continue
             kw = {k.arg: k.value for k in node.keywords}
             node_id = kw["node_id"].value
@@ -104,12 +104,17 @@ def our_nodes() -> dict[str, tuple[dict[str, str], list[str], int]]:
     return out
 
 
+def _is_schema_call(node: ast.AST) -> bool:
+    """``io.Schema(...)``, or ``Schema(...)``: nodes/common.py's subclass that adds the category and search aliases."""
+    return isinstance(node, ast.Call) and "Schema" in (getattr(node.func, "attr", None), getattr(node.func, "id", None))
+
+
 def optional_sockets() -> dict[str, set[str]]:
     """node_id -> ids of the sockets declared with ``optional=True`` (they may stay unconnected)."""
     out = {}
     for path in (ROOT / "nodes").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "Schema":
+            if _is_schema_call(node):
                 kw = {k.arg: k.value for k in node.keywords}
                 out[kw["node_id"].value] = {item.args[0].value for item in getattr(kw.get("inputs"), "elts", [])
                                             if any(k.arg == "optional" and getattr(k.value, "value", False) for k in item.keywords)}

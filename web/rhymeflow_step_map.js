@@ -2,9 +2,10 @@
 /**
  * RhymeFlow step-map widget on the "RhymeFlow Async Sampler" node.
  *
- * A canvas of latent frames (rows) x sampling steps (columns), coloured by role: warm-up and sync
- * steps are full passes, keyframe cells are computed in keyframe-only passes, projected cells are
- * skipped. Before a run it shows the PLANNED map for the current settings (asked from the Python core
+ * A canvas of latent frames (rows) x sampling steps (columns), coloured by what each step costs: full
+ * passes (warm-up and sync steps, one colour; the warm-up is bracketed), keyframes-only passes, and
+ * skipped (projected) cells; numbered axes, a legend in plain words, the expert switch of a two-model run,
+ * and a tooltip explaining the cell under the pointer. Before a run it shows the PLANNED map for the current settings (asked from the Python core
  * through GET /rhymeflow/step_map; the schedule is never recomputed here); after a run the REALISED map
  * from the sampler's stats ("rhymeflow.stats" websocket event, or the RhymeFlowStats node's output).
  * Clicking a frame row toggles it as a manual keyframe on the connected "RhymeFlow Keyframes" node.
@@ -19,17 +20,30 @@ import {
   DEFAULT_FRAMES,
   DEFAULT_SHIFT,
   DEFAULT_STEPS,
+  ERROR_COLOR,
+  HEADER_PX,
   KEYFRAME_MARK_COLOR,
+  LEGEND_GAP_PX,
+  LEGEND_PX,
+  LEGEND_ROW_PX,
   MAX_FRAMES,
   MAX_SHIFT,
   MAX_STEPS,
   MIN_SHIFT,
-  ROLE_LEGEND,
+  MUTED_COLOR,
+  PANEL_COLOR,
+  SWITCH_COLOR,
+  TEXT_COLOR,
+  TICK_PX,
+  axisTicks,
+  cellInfo,
   cellRect,
   clampFloat,
   clampInt,
   frameAtPoint,
   gridLayout,
+  legendItems,
+  legendRowCount,
   manualTextAfterClick,
   matchesNode,
   roleColor,
@@ -38,6 +52,7 @@ import {
   summaryLines,
   viewFromPlanned,
   viewFromStats,
+  warmupColumns,
 } from "./step_map_logic.js";
 
 /** @typedef {import("@comfyorg/comfyui-frontend-types").ComfyExtension} ComfyExtension */
@@ -64,10 +79,8 @@ const PROP_FRAMES = "preview_frames";
 const PROP_STEPS = "preview_steps";
 const PROP_SHIFT = "preview_shift";
 const DEBOUNCE_MS = 250;
-const MIN_HEIGHT = 250;
-const TEXT = "#d4d4d8";
-const MUTED = "#9ca3af";
-const ERROR = "#f87171";
+/** Tall enough for 21 frames at 6 px a row beside the header, axes and a legend of up to three rows. */
+const MIN_HEIGHT = 320;
 
 /** Sampler widgets sent to the route, and the Keyframes widgets. */
 const SAMPLER_PARAMS = ["preset", "warmup", "n_small", "n_large"];
@@ -131,6 +144,8 @@ class StepMapWidget {
     this.flash = "";
     /** @type {import("./step_map_logic.js").Layout | null} */
     this.layout = null;
+    /** @type {HTMLDivElement | null} */
+    this.tooltip = null;
 
     if (node.properties[PROP_FRAMES] === undefined) node.addProperty(PROP_FRAMES, DEFAULT_FRAMES, "number");
     if (node.properties[PROP_STEPS] === undefined) node.addProperty(PROP_STEPS, DEFAULT_STEPS, "number");
@@ -141,7 +156,7 @@ class StepMapWidget {
     root.style.cssText = "display:flex;flex-direction:column;gap:2px;width:100%;height:100%;box-sizing:border-box;";
 
     const bar = document.createElement("div");
-    bar.style.cssText = `display:flex;align-items:center;gap:6px;font:11px sans-serif;color:${TEXT};`;
+    bar.style.cssText = `display:flex;align-items:center;gap:6px;font:11px sans-serif;color:${TEXT_COLOR};`;
     this.framesInput = this.numberInput(bar, "frames", PROP_FRAMES, 2, MAX_FRAMES, DEFAULT_FRAMES,
       "latent frames for the preview (Wan: (video frames - 1) / 4 + 1; 81 -> 21)");
     this.stepsInput = this.numberInput(bar, "steps", PROP_STEPS, 10, MAX_STEPS, DEFAULT_STEPS,
@@ -322,6 +337,42 @@ class StepMapWidget {
       this.hoverStep = step;
       this.draw();
     }
+    this.showTooltip(e, frame, step);
+  }
+
+  /**
+   * The tooltip explaining the cell under the pointer. It lives on document.body at a fixed size, so it
+   * stays readable at any zoom of the graph and is not clipped by the node.
+   * @param {PointerEvent | null} e
+   * @param {number} frame
+   * @param {number} step
+   */
+  showTooltip(e, frame, step) {
+    const view = this.current();
+    const lines = e && view && !view.error && frame >= 0 && step >= 0 ? cellInfo(view, frame, step) : [];
+    if (!e || !lines.length) {
+      this.tooltip?.remove();
+      return;
+    }
+    if (!this.tooltip) {
+      this.tooltip = document.createElement("div");
+      this.tooltip.className = "rhymeflow-step-map-tooltip";
+      this.tooltip.style.cssText = `position:fixed;z-index:10000;pointer-events:none;max-width:300px;padding:6px 8px;` +
+        `border-radius:4px;font:12px/1.35 sans-serif;white-space:pre-line;color:${TEXT_COLOR};background:${PANEL_COLOR};` +
+        `border:1px solid ${MUTED_COLOR};box-shadow:0 2px 8px rgba(0,0,0,0.5);`;
+    }
+    const tip = this.tooltip;
+    tip.textContent = lines.join("\n");
+    tip.dataset.frame = String(frame);
+    tip.dataset.step = String(step);
+    tip.dataset.nodeId = String(this.node.id);
+    if (!tip.isConnected) document.body.append(tip);
+    // Below-right of the pointer, flipped to the other side near the window's edges.
+    const { width, height } = tip.getBoundingClientRect();
+    const x = e.clientX + 14 + width > window.innerWidth ? e.clientX - 14 - width : e.clientX + 14;
+    const y = e.clientY + 16 + height > window.innerHeight ? e.clientY - 16 - height : e.clientY + 16;
+    tip.style.left = `${Math.max(0, x)}px`;
+    tip.style.top = `${Math.max(0, y)}px`;
   }
 
   /** @param {MouseEvent} e */
@@ -387,28 +438,63 @@ class StepMapWidget {
     if (!ctx) return;
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, w, h);
-    ctx.font = "11px sans-serif";
+    ctx.fillStyle = PANEL_COLOR; // the colours' contrast is checked against this panel, whatever the theme
+    ctx.beginPath();
+    ctx.roundRect(0, 0, w, h, 4);
+    ctx.fill();
+    ctx.font = `${HEADER_PX}px sans-serif`;
     ctx.textBaseline = "top";
     if (!view) {
-      ctx.fillStyle = MUTED;
+      ctx.fillStyle = MUTED_COLOR;
       ctx.fillText("loading the planned step map…", 4, 4);
       this.layout = null;
       return;
     }
     if (view.error) {
       this.layout = null;
-      this.wrapText(ctx, `error: ${view.error}`, 4, 3, w - 8, 14, ERROR);
+      this.wrapText(ctx, `error: ${view.error}`, 4, 3, w - 8, HEADER_PX + 3, ERROR_COLOR);
       return;
     }
-    const [line1, line2] = summaryLines(view);
-    ctx.fillStyle = TEXT;
-    ctx.fillText(line1, 4, 2, w - 8);
-    ctx.fillStyle = view.kind === "planned" ? MUTED : TEXT;
-    ctx.fillText(line2, 4, 15, w - 8);
-    const layout = gridLayout(w, h, view.frames, view.steps);
+    const [line1, line2, line3] = summaryLines(view);
+    ctx.fillStyle = TEXT_COLOR;
+    ctx.fillText(line1, 4, 3, w - 8);
+    ctx.fillStyle = MUTED_COLOR;
+    ctx.fillText(line2, 4, HEADER_PX + 6, w - 8);
+    ctx.fillStyle = TEXT_COLOR;
+    ctx.fillText(line3, 4, 2 * HEADER_PX + 9, w - 8);
+    ctx.font = `${LEGEND_PX}px sans-serif`;
+    const items = legendItems(view);
+    const widths = items.map((item) => LEGEND_PX + 2 + ctx.measureText(item.label).width);
+    const legendRows = legendRowCount(widths, w - 8);
+    canvas.dataset.legendRows = String(legendRows); // browser tests lay the grid out as drawn
+    const layout = gridLayout(w, h, view.frames, view.steps, { legendRows });
     this.layout = layout;
+    this.drawCells(ctx, layout, view);
+    this.drawMarks(ctx, layout, view);
+    this.drawAxes(ctx, layout, view);
+    if (this.hoverFrame >= 0 && this.hoverFrame < view.frames) {
+      ctx.strokeStyle = TEXT_COLOR;
+      ctx.lineWidth = 1;
+      ctx.strokeRect(layout.markX - 0.5, layout.top + this.hoverFrame * layout.cellH + 0.5,
+        layout.left + layout.gridW - layout.markX + 1, Math.max(1, layout.cellH - 1));
+      if (this.hoverStep >= 0) {
+        const c = cellRect(layout, this.hoverFrame, this.hoverStep);
+        ctx.lineWidth = 2;
+        ctx.strokeRect(c.x - 1, c.y - 1, c.w + 2, c.h + 2);
+      }
+    }
+    this.drawLegend(ctx, layout, items, widths, view, w);
+  }
+
+  /**
+   * Cells, keyframe markers and row separators.
+   * @param {CanvasRenderingContext2D} ctx
+   * @param {import("./step_map_logic.js").Layout} layout
+   * @param {StepMapView} view
+   */
+  drawCells(ctx, layout, view) {
     const keys = new Set(view.keyframes);
-    // Cells: one rectangle per run of equal roles in a row keeps the draw cheap for big maps.
+    // One rectangle per run of equal roles in a row keeps the draw cheap for big maps.
     for (let f = 0; f < view.frames; f++) {
       const row = view.roles[f];
       let s = 0;
@@ -423,10 +509,9 @@ class StepMapWidget {
       }
       if (keys.has(f)) {
         ctx.fillStyle = KEYFRAME_MARK_COLOR;
-        ctx.fillRect(layout.left - layout.markW - 2, layout.top + f * layout.cellH, layout.markW, Math.max(1, layout.cellH - 1));
+        ctx.fillRect(layout.markX, layout.top + f * layout.cellH, layout.markW, Math.max(1, layout.cellH - 1));
       }
     }
-    // Row separators when rows are tall enough to read them.
     if (layout.cellH >= 5) {
       ctx.strokeStyle = "rgba(0,0,0,0.35)";
       ctx.lineWidth = 1;
@@ -438,52 +523,115 @@ class StepMapWidget {
       }
       ctx.stroke();
     }
-    // Where the second expert's run starts (Wan 2.2 A14B): each run syncs every frame there.
-    for (const step of view.switches) {
-      const x = Math.round(cellRect(layout, 0, step).x) - 0.5;
-      ctx.strokeStyle = "#ffffff";
-      ctx.lineWidth = 2;
-      ctx.beginPath();
-      ctx.moveTo(x, layout.top - 3);
-      ctx.lineTo(x, layout.top + layout.gridH + 3);
-      ctx.stroke();
-    }
-    if (this.hoverFrame >= 0 && this.hoverFrame < view.frames) {
-      ctx.strokeStyle = "#ffffff";
-      ctx.lineWidth = 1;
-      ctx.strokeRect(layout.left - layout.markW - 2.5, layout.top + this.hoverFrame * layout.cellH + 0.5,
-        layout.gridW + layout.markW + 2, Math.max(1, layout.cellH - 1));
-    }
-    this.drawLegend(ctx, layout, view, w);
   }
 
   /**
+   * The row just above the grid: a bracket over the warm-up columns and, for two experts (Wan 2.2 A14B),
+   * the switch line through the grid with the second expert's name.
    * @param {CanvasRenderingContext2D} ctx
    * @param {import("./step_map_logic.js").Layout} layout
    * @param {StepMapView} view
+   */
+  drawMarks(ctx, layout, view) {
+    const y = layout.top - TICK_PX - 3;
+    ctx.font = `${TICK_PX}px sans-serif`;
+    ctx.textBaseline = "top";
+    const warm = warmupColumns(view.roles);
+    if (warm > 0) {
+      const x0 = layout.left;
+      const x1 = layout.left + warm * layout.cellW;
+      ctx.strokeStyle = MUTED_COLOR;
+      ctx.lineWidth = 1;
+      ctx.beginPath();
+      ctx.moveTo(x0 + 0.5, layout.top - 1);
+      ctx.lineTo(x0 + 0.5, layout.top - 4.5);
+      ctx.lineTo(x1 - 0.5, layout.top - 4.5);
+      ctx.lineTo(x1 - 0.5, layout.top - 1);
+      ctx.stroke();
+      ctx.fillStyle = MUTED_COLOR;
+      ctx.fillText("warm-up", x0, y, Math.max(layout.cellW * warm, ctx.measureText("warm-up").width));
+    }
+    view.switches.forEach((step, i) => {
+      const x = Math.round(cellRect(layout, 0, step).x);
+      ctx.lineWidth = 4;
+      ctx.strokeStyle = PANEL_COLOR;
+      ctx.beginPath();
+      ctx.moveTo(x, layout.top - 4);
+      ctx.lineTo(x, layout.top + layout.gridH + 2);
+      ctx.stroke();
+      ctx.lineWidth = 2;
+      ctx.strokeStyle = SWITCH_COLOR;
+      ctx.stroke();
+      const label = `${view.experts[i + 1]?.label ?? "next expert"} →`;
+      ctx.fillStyle = TEXT_COLOR;
+      ctx.fillText(label, x + 3, y, Math.max(0, layout.left + layout.gridW - x - 3));
+    });
+  }
+
+  /**
+   * Frame numbers down the left, step numbers (from 1) along the bottom, and the axis titles.
+   * @param {CanvasRenderingContext2D} ctx
+   * @param {import("./step_map_logic.js").Layout} layout
+   * @param {StepMapView} view
+   */
+  drawAxes(ctx, layout, view) {
+    ctx.font = `${TICK_PX}px sans-serif`;
+    ctx.fillStyle = MUTED_COLOR;
+    ctx.textAlign = "right";
+    ctx.textBaseline = "middle";
+    for (const f of axisTicks(view.frames, layout.cellH, TICK_PX + 2)) {
+      ctx.fillText(String(f), layout.markX - 2, layout.top + (f + 0.5) * layout.cellH);
+    }
+    ctx.textAlign = "center";
+    ctx.textBaseline = "top";
+    const digits = ctx.measureText(String(view.steps)).width;
+    for (const s of axisTicks(view.steps, layout.cellW, digits + 8, 1)) {
+      ctx.fillText(String(s + 1), layout.left + (s + 0.5) * layout.cellW, layout.stepAxisY);
+    }
+    ctx.font = `${LEGEND_PX}px sans-serif`;
+    ctx.fillStyle = TEXT_COLOR;
+    ctx.textAlign = "left";
+    ctx.fillText("step", 4, layout.stepAxisY);
+    ctx.save();
+    ctx.translate(4, layout.top + layout.gridH / 2);
+    ctx.rotate(-Math.PI / 2);
+    ctx.textAlign = "center";
+    ctx.fillText("frame", 0, 0, layout.gridH);
+    ctx.restore();
+    ctx.textAlign = "left";
+  }
+
+  /**
+   * The legend, wrapped to the width as legendRowCount counted it, then the note (or a message after a
+   * failed click).
+   * @param {CanvasRenderingContext2D} ctx
+   * @param {import("./step_map_logic.js").Layout} layout
+   * @param {import("./step_map_logic.js").LegendItem[]} items
+   * @param {number[]} widths each entry's width, swatch and label
+   * @param {StepMapView} view
    * @param {number} w
    */
-  drawLegend(ctx, layout, view, w) {
+  drawLegend(ctx, layout, items, widths, view, w) {
+    ctx.font = `${LEGEND_PX}px sans-serif`;
+    ctx.textBaseline = "top";
+    const box = LEGEND_PX - 2;
     let x = 4;
-    const y = layout.legendTop;
-    for (const [code, name] of Object.entries(ROLE_LEGEND)) {
-      ctx.fillStyle = roleColor(Number(code));
-      ctx.fillRect(x, y + 2, 9, 9);
-      ctx.fillStyle = TEXT;
-      ctx.fillText(name, x + 12, y + 1);
-      x += 12 + ctx.measureText(name).width + 7;
-    }
-    ctx.fillStyle = KEYFRAME_MARK_COLOR;
-    ctx.fillRect(x, y + 2, 4, 9);
-    ctx.fillStyle = TEXT;
-    ctx.fillText("key", x + 7, y + 1);
-    let hint = this.flash || view.note;
-    if (this.hoverFrame >= 0) {
-      const step = this.hoverStep >= 0 ? `, step ${this.hoverStep}: ${ROLE_LEGEND[/** @type {0|1|2|3} */ (view.roles[this.hoverFrame][this.hoverStep])]}` : "";
-      hint = `frame ${this.hoverFrame}${step} · click to toggle it as a manual keyframe`;
-    }
-    ctx.fillStyle = this.flash ? ERROR : MUTED;
-    ctx.fillText(hint, 4, y + 15, w - 8);
+    let y = layout.legendTop;
+    items.forEach((item, i) => {
+      if (x > 4 && x + widths[i] > w - 4) {
+        x = 4;
+        y += LEGEND_ROW_PX;
+      }
+      ctx.fillStyle = item.color;
+      if (item.kind === "cell") ctx.fillRect(x, y + 1, box, box);
+      else if (item.kind === "mark") ctx.fillRect(x + (box - layout.markW) / 2, y + 1, layout.markW, box);
+      else ctx.fillRect(x + box / 2 - 1, y, 2, box + 2);
+      ctx.fillStyle = TEXT_COLOR;
+      ctx.fillText(item.label, x + box + 4, y);
+      x += widths[i] + LEGEND_GAP_PX;
+    });
+    ctx.fillStyle = this.flash ? ERROR_COLOR : MUTED_COLOR;
+    ctx.fillText(this.flash || view.note, 4, y + LEGEND_ROW_PX, w - 8);
   }
 
   /**
@@ -511,6 +659,7 @@ class StepMapWidget {
 
   dispose() {
     clearTimeout(this.timer);
+    this.tooltip?.remove();
     this.resizeObserver.disconnect();
     live.delete(this);
   }

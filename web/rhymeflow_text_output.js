@@ -1,6 +1,6 @@
 // @ts-check
 /**
- * Shows the text that RhymeFlow nodes return as ``ui.text`` (AsymRnR Schedule, AsymRnR Stats) on the node
+ * Shows the text that RhymeFlow nodes return as ``ui.text`` (Stats, Compare, AsymRnR Schedule, AsymRnR Stats) on the node
  * itself. ComfyUI's frontend keeps that output but draws nothing for it on custom nodes, so without this the
  * summary is only reachable through the node's STRING output or /history.
  *
@@ -25,7 +25,7 @@ import { outputText, wrappedRows } from "./step_map_logic.js";
  */
 
 /** Python ``node_id`` of every node in nodes/ that returns ``ui={"text": ...}``. */
-const TEXT_NODES = new Set(["RhymeFlowAsymRnRSchedule", "RhymeFlowAsymRnRStats"]);
+const TEXT_NODES = new Set(["RhymeFlowStats", "RhymeFlowCompare", "RhymeFlowAsymRnRSchedule", "RhymeFlowAsymRnRStats"]);
 const WIDGET = "rhymeflow_text";
 /** Wide enough for ~45 columns; no wider, so the node stays in its column of the shipped workflows. */
 const MIN_WIDTH = 340;

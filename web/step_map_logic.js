@@ -18,12 +18,88 @@ export const ROLE_SKIP = 3;
 /** Names of the roles; must equal rhymeflow_core.schedule.ROLE_LEGEND (checked by tests/test_step_map_query.py). */
 export const ROLE_LEGEND = Object.freeze({ 0: "warm-up", 1: "sync", 2: "keyframe", 3: "projected" });
 
-/** Cell colours per role: full passes warm, keyframe passes green, projected cells dark. */
-export const ROLE_COLORS = Object.freeze({ 0: "#8b5cf6", 1: "#f59e0b", 2: "#22c55e", 3: "#1e3a5f" });
+/**
+ * What each role means, in the words the map shows (ROLE_LEGEND above is the data's vocabulary). Warm-up
+ * and sync steps cost the same, a pass over every frame, so they share a colour; the warm-up is marked
+ * over its columns instead.
+ */
+export const ROLE_WORDS = Object.freeze({ 0: "full pass (warm-up)", 1: "full pass", 2: "keyframes only", 3: "skipped, projected" });
 
-/** Colour of the marker beside a keyframe row, and of a cell whose role is unknown. */
-export const KEYFRAME_MARK_COLOR = "#facc15";
+/** What happens to a frame in a cell of each role (the hover tooltip). */
+export const ROLE_EXPLAINED = Object.freeze({
+  0: "Every frame is computed. Keyframes are chosen from the prediction at the end of the warm-up.",
+  1: "Every frame is computed; the skipped frames are put back on their computed trajectory here and the cache "
+    + "the keyframe-only passes read is refreshed.",
+  2: "This keyframe is computed, in a pass over the keyframes only; it sees the other frames through what the "
+    + "last full pass cached.",
+  3: "Not computed: this frame is moved along its trajectory from the last full pass (projected) and is computed "
+    + "again at the next full pass.",
+});
+
+/**
+ * The map paints its own dark panel, so its colours keep their contrast whatever the node's colour and
+ * the theme (the dark theme's node body, #353535, is too light for a dark "skipped" colour to show).
+ */
+export const PANEL_COLOR = "#18181b";
+
+/**
+ * Cell colours per role, three lightness levels (full > keyframes only > skipped) so they also stand
+ * apart without colour vision: each is at least 3:1 against the panel (WCAG 2.1 non-text contrast), and
+ * the pairs that meet in a map at least MIN_ROLE_CONTRAST (tests/web/step_map_logic.test.mjs checks both).
+ */
+export const ROLE_COLORS = Object.freeze({ 0: "#fde68a", 1: "#fde68a", 2: "#22c55e", 3: "#4169a8" });
+/**
+ * Between role colours. 3:1 is out of reach: three colours each 3:1 above a dark panel and 3:1 apart
+ * would need a luminance above 1. 1.75:1 still separates them in greyscale.
+ */
+export const MIN_ROLE_CONTRAST = 1.75;
+
+/** Colour of the marker beside a keyframe row, of the expert switch, and of a cell whose role is unknown. */
+export const KEYFRAME_MARK_COLOR = "#f4f4f5";
+export const SWITCH_COLOR = "#ffffff"; // drawn over a PANEL_COLOR outline: it crosses cells of every colour
 export const UNKNOWN_COLOR = "#ff00ff";
+
+/** Text on the panel: main, secondary and error (at least 4.5:1 against it, WCAG AA for text). */
+export const TEXT_COLOR = "#e4e4e7";
+export const MUTED_COLOR = "#a1a1aa";
+export const ERROR_COLOR = "#f87171";
+
+/**
+ * Font sizes in CSS px of the widget, which ComfyUI scales with the graph's zoom: at 80% the legend is
+ * 10.4 px on screen, tick numbers 9.6 px.
+ */
+export const LEGEND_PX = 13;
+/** Height of one legend row, and the gap between legend entries on a row. */
+export const LEGEND_ROW_PX = LEGEND_PX + 4;
+export const LEGEND_GAP_PX = 12;
+export const TICK_PX = 12;
+export const HEADER_PX = 12;
+
+/**
+ * WCAG 2.1 relative luminance of a ``#rrggbb`` colour.
+ * @param {string} hex
+ * @returns {number}
+ */
+export function relativeLuminance(hex) {
+  const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(hex);
+  if (!m) throw new Error(`not a #rrggbb colour: ${hex}`);
+  const [r, g, b] = m.slice(1).map((h) => {
+    const c = Number.parseInt(h, 16) / 255;
+    return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}
+
+/**
+ * WCAG 2.1 contrast ratio of two ``#rrggbb`` colours, 1 (same) to 21 (black on white).
+ * @param {string} a
+ * @param {string} b
+ * @returns {number}
+ */
+export function contrastRatio(a, b) {
+  const [hi, lo] = [relativeLuminance(a), relativeLuminance(b)].sort((x, y) => y - x);
+  return (hi + 0.05) / (lo + 0.05);
+}
 
 export const DEFAULT_FRAMES = 21;
 export const DEFAULT_STEPS = 30;
@@ -48,7 +124,16 @@ export const MAX_STEPS = 1000;
  * @property {number | null} keyframePasses
  * @property {string} note
  * @property {number[]} switches steps where a second model takes over (Wan 2.2 A14B experts); empty otherwise
+ * @property {{label: string, start: number}[]} experts which model samples from which step; empty for one model
+ * @property {number[] | null} sigmas noise level at the start of each step, when the source sends them
  * @property {string | null} error
+ */
+
+/**
+ * @typedef {object} LegendItem
+ * @property {"cell" | "mark" | "switch"} kind a cell colour, the keyframe marker or the expert switch line
+ * @property {string} color
+ * @property {string} label
  */
 
 /**
@@ -62,8 +147,10 @@ export const MAX_STEPS = 1000;
  * @property {number} steps
  * @property {number} gridW
  * @property {number} gridH
- * @property {number} legendTop y where the legend line starts
+ * @property {number} legendTop y where the legend starts (below the step axis)
  * @property {number} markW width of the keyframe marker column left of the grid
+ * @property {number} markX x of the keyframe marker column
+ * @property {number} stepAxisY y of the step tick numbers
  */
 
 /** @param {number} role @returns {string} */
@@ -153,29 +240,120 @@ export function manualTextAfterClick({ strategy, manualText, shownKeyframes, fra
 }
 
 /**
- * Grid geometry: a marker column, then ``steps`` columns; ``frames`` rows; a legend line below.
- * Cells are at least 1 px; rows are capped at 16 px so a short video does not make huge rows.
+ * Grid geometry: the frame axis (title, tick numbers) and a keyframe marker column on the left, then
+ * ``steps`` columns; ``frames`` rows below the header and a row for the warm-up and expert marks; the step
+ * axis below the grid, then the legend. Cells are at least 1 px; rows are capped at 16 px so a short video
+ * does not make huge rows.
  * @param {number} width canvas width (CSS px)
  * @param {number} height canvas height (CSS px)
  * @param {number} frames
  * @param {number} steps
- * @param {{header?: number, legend?: number, pad?: number, markW?: number}} [opts]
+ * @param {{header?: number, legendRows?: number, pad?: number, markW?: number, axisW?: number}} [opts]
+ *   ``header``: height above the grid (summary lines and the marks row); ``legendRows``: rows of legend
+ *   (see legendRowCount) kept below the step axis, plus one for the note; ``axisW``: width of the frame
+ *   axis (title and tick numbers)
  * @returns {Layout}
  */
 export function gridLayout(width, height, frames, steps, opts = {}) {
-  const header = opts.header ?? 30;
-  const legend = opts.legend ?? 32;
+  const header = opts.header ?? 3 * (HEADER_PX + 3) + TICK_PX + 4;
+  const legend = ((opts.legendRows ?? 2) + 1) * LEGEND_ROW_PX;
   const pad = opts.pad ?? 4;
-  const markW = opts.markW ?? 8;
+  const markW = opts.markW ?? 6;
+  const axisW = opts.axisW ?? LEGEND_PX + 3 * TICK_PX * 0.62 + 4;
+  const stepAxis = TICK_PX + 4;
   const f = Math.max(1, frames);
   const s = Math.max(1, steps);
-  const left = pad + markW + 2;
+  const markX = pad + axisW;
+  const left = markX + markW + 2;
   const top = header;
   const cellW = Math.max(1, (width - left - pad) / s);
-  const cellH = Math.max(1, Math.min(16, (height - header - legend - pad) / f));
+  const cellH = Math.max(1, Math.min(16, (height - header - stepAxis - legend - pad) / f));
   const gridW = cellW * s;
   const gridH = cellH * f;
-  return { left, top, cellW, cellH, frames: f, steps: s, gridW, gridH, legendTop: top + gridH + 3, markW };
+  const stepAxisY = top + gridH + 2;
+  return { left, top, cellW, cellH, frames: f, steps: s, gridW, gridH, legendTop: stepAxisY + stepAxis, markW, markX, stepAxisY };
+}
+
+/**
+ * Which indices of an axis get a tick number: every ``k``-th, ``k`` the smallest of 1, 2, 5, 10, 20, 50, ...
+ * that leaves ``minGapPx`` between numbers, counted from the first label ``base`` (0 for frames, 1 for
+ * steps, as the map numbers them); the first and the last index always get one, and a regular tick too
+ * close to the last is dropped.
+ * @param {number} count number of rows or columns
+ * @param {number} cellPx size of one along the axis
+ * @param {number} minGapPx
+ * @param {number} [base] the label of index 0
+ * @returns {number[]} indices (0-based), ascending
+ */
+export function axisTicks(count, cellPx, minGapPx, base = 0) {
+  if (count <= 0) return [];
+  const px = Math.max(cellPx, 1e-6);
+  let k = 1;
+  for (let m = 1; ; m *= 10) {
+    const nice = [1, 2, 5].map((x) => x * m).find((x) => x * px >= minGapPx);
+    if (nice !== undefined) {
+      k = nice;
+      break;
+    }
+  }
+  const last = count - 1;
+  /** @type {number[]} */
+  const out = [0];
+  for (let i = 1; i < last; i++) {
+    const roomBefore = (i - out[out.length - 1]) * px >= minGapPx;
+    if ((i + base) % k === 0 && roomBefore && (last - i) * px >= minGapPx) out.push(i);
+  }
+  if (last > 0) out.push(last);
+  return out;
+}
+
+/**
+ * Columns at the start of the map where every frame is in warm-up.
+ * @param {number[][]} roles
+ * @returns {number}
+ */
+export function warmupColumns(roles) {
+  const steps = roles[0]?.length ?? 0;
+  let n = 0;
+  while (n < steps && roles.every((row) => row[n] === ROLE_WARMUP)) n++;
+  return n;
+}
+
+/**
+ * Rows the legend takes when entries of these widths flow left to right and wrap at ``maxW``.
+ * @param {number[]} widths
+ * @param {number} maxW
+ * @returns {number}
+ */
+export function legendRowCount(widths, maxW) {
+  let rows = 1;
+  let x = 0;
+  for (const w of widths) {
+    if (x > 0 && x + w > maxW) {
+      rows += 1;
+      x = 0;
+    }
+    x += w + LEGEND_GAP_PX;
+  }
+  return rows;
+}
+
+/**
+ * Legend entries in drawing order: each role colour once (warm-up and sync share "full pass"), then the
+ * keyframe marker, then the expert switch when the map has one.
+ * @param {StepMapView} view
+ * @returns {LegendItem[]}
+ */
+export function legendItems(view) {
+  /** @type {LegendItem[]} */
+  const out = [
+    { kind: "cell", color: roleColor(ROLE_SYNC), label: "full pass" },
+    { kind: "cell", color: roleColor(ROLE_KEY), label: "keyframes only" },
+    { kind: "cell", color: roleColor(ROLE_SKIP), label: "skipped, projected" },
+    { kind: "mark", color: KEYFRAME_MARK_COLOR, label: "keyframe" },
+  ];
+  if (view.switches.length) out.push({ kind: "switch", color: SWITCH_COLOR, label: "expert switch" });
+  return out;
 }
 
 /**
@@ -281,6 +459,16 @@ export function isRoleMatrix(roles) {
 }
 
 /**
+ * Per-step noise levels when they fit a map of ``steps`` columns, else null.
+ * @param {unknown} sigmas
+ * @param {number} steps
+ * @returns {number[] | null}
+ */
+function sigmasFor(sigmas, steps) {
+  return Array.isArray(sigmas) && sigmas.length === steps && sigmas.every((x) => num(x) !== null) ? sigmas : null;
+}
+
+/**
  * Normalise the answer of GET /rhymeflow/step_map.
  * @param {any} body
  * @returns {StepMapView}
@@ -299,6 +487,8 @@ export function viewFromPlanned(body) {
     keyframePasses: ok ? num(body.keyframe_passes) : null,
     note: typeof body?.note === "string" ? body.note : "planned map",
     switches: [],
+    experts: [],
+    sigmas: ok ? sigmasFor(body.sigmas, body.roles[0].length) : null,
     error: body?.error ? String(body.error) : ok ? null : "the step-map route sent no map",
   };
 }
@@ -328,29 +518,35 @@ export function viewFromStats(stats) {
     fullPasses: num(stats.full_passes),
     keyframePasses: num(stats.keyframe_passes),
     note: switches.length
-      ? `realised map over ${segments.length} experts (switch at step ${switches.join(", ")}): keyframes ` +
+      ? `last run, ${segments.length} experts (the second from step ${switches.map((s) => s + 1).join(", ")}): keyframes ` +
         segments.map((/** @type {any} */ s) => formatFrameList(Array.isArray(s?.keyframes) ? s.keyframes : [])).join(" | ")
-      : `realised map: keyframes ${formatFrameList(keys)}`,
+      : `last run: keyframes ${formatFrameList(keys)}`,
     switches,
+    experts: switches.length
+      ? segments.map((/** @type {any} */ s, /** @type {number} */ i) => ({ label: String(s?.label ?? `expert ${i + 1}`), start: num(s?.start) ?? 0 }))
+      : [],
+    sigmas: sigmasFor(stats.sigmas, steps),
     error: null,
   };
 }
 
 /**
- * The two header lines: what is shown (kind, size, passes), then the speed-ups.
+ * The three header lines, in plain words: what is shown, the passes it takes, then the speed-ups.
  * @param {StepMapView} view
- * @returns {[string, string]}
+ * @returns {[string, string, string]}
  */
 export function summaryLines(view) {
-  if (view.error) return [`error: ${view.error}`, ""];
-  const first = [view.kind === "planned" ? "PLANNED" : "REALISED", `${view.frames} frames × ${view.steps} steps`];
-  if (view.fullPasses !== null && view.keyframePasses !== null) {
-    first.push(`${view.fullPasses} full + ${view.keyframePasses} keyframe passes`);
+  if (view.error) return [`error: ${view.error}`, "", ""];
+  const first = `${view.kind === "planned" ? "Planned" : "Last run"} · ${view.frames} frames × ${view.steps} steps`;
+  const passes = view.fullPasses !== null && view.keyframePasses !== null
+    ? `${view.fullPasses} full + ${view.keyframePasses} keyframe-only passes`
+    : "";
+  const speed = [];
+  if (view.measuredSpeedup !== null) speed.push(`measured speed-up ×${view.measuredSpeedup.toFixed(2)}`);
+  if (view.flopIdeal !== null) {
+    speed.push(`${speed.length ? "estimated" : "estimated speed-up"} (compute) ×${view.flopIdeal.toFixed(2)}`);
   }
-  const second = [];
-  if (view.flopIdeal !== null) second.push(`FLOP-ideal speed-up ×${view.flopIdeal.toFixed(2)}`);
-  if (view.measuredSpeedup !== null) second.push(`estimated ×${view.measuredSpeedup.toFixed(2)}`);
-  return [first.join(" · "), second.join(" · ")];
+  return [first, passes, speed.join(" · ")];
 }
 
 /**
@@ -360,6 +556,33 @@ export function summaryLines(view) {
  */
 export function summaryLine(view) {
   return summaryLines(view).filter(Boolean).join(" · ");
+}
+
+/**
+ * What the hover tooltip says about cell (frame, step): where it is, the noise level, the role in plain
+ * words and what happens to the frame there. Steps are numbered from 1 as in ComfyUI's progress bar;
+ * frames from 0 as in the Keyframes node's frame lists.
+ * @param {StepMapView} view
+ * @param {number} frame
+ * @param {number} step
+ * @returns {string[]} lines, the first a title
+ */
+export function cellInfo(view, frame, step) {
+  const role = view.roles[frame]?.[step];
+  if (role === undefined) return [];
+  const isKey = view.keyframes.includes(frame);
+  const where = [`frame ${frame}${isKey ? " (keyframe)" : ""}`, `step ${step + 1} of ${view.steps}`];
+  const expert = [...view.experts].reverse().find((e) => step >= e.start);
+  if (expert) where.push(expert.label);
+  const sigma = view.sigmas?.[step];
+  const words = /** @type {Record<number, string>} */ (ROLE_WORDS)[role] ?? `role ${role}`;
+  return [
+    where.join(" · "),
+    sigma !== undefined ? `noise level (sigma) ${sigma.toFixed(3)}` : "noise level: not known for this map",
+    words,
+    /** @type {Record<number, string>} */ (ROLE_EXPLAINED)[role] ?? "",
+    "Click to toggle this frame as a manual keyframe.",
+  ].filter(Boolean);
 }
 
 /**

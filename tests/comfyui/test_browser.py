@@ -8,7 +8,12 @@ What it checks, in headless Chromium against a real ComfyUI server with this pac
   * clicking a frame row writes the frame into the Keyframes node's ``manual`` text and sets "manual";
   * queueing the RhymeFlow + AsymRnR workflow from the page shows the AsymRnR Stats node's ``ui.text`` on
     that node (web/rhymeflow_text_output.js), equal to the text in ``/history``.
-Screenshots are left in ``out/browser/`` (or ``$RHYMEFLOW_ARTIFACTS/browser``).
+  * hovering a cell shows a tooltip naming its frame, step, sigma (the run's own) and what happens there;
+  * a two-expert map (the run's, sent as if a second expert took over half-way) draws the switch line;
+  * the node definitions the frontend loads carry each node's category and search aliases;
+  * after the run RhymeFlow Stats shows its summary on the node, speed-ups first, and RhymeFlow Compare its PSNR.
+Screenshots are left in ``out/browser/`` (or ``$RHYMEFLOW_ARTIFACTS/browser``); with
+``RHYMEFLOW_UPDATE_SCREENSHOTS=1`` the step map before and after the run also goes to ``docs/screenshots/``.
 
 Skips cleanly without ComfyUI (``COMFYUI_PATH``, default /opt/comfyui), without Chromium
 (``CHROMIUM_PATH``, default /usr/bin/chromium; Debian: ``apt-get install -y chromium``), without the
@@ -40,15 +45,18 @@ WORKFLOW = REPO_ROOT / "example_workflows" / "rhymeflow_testbed_try_it_now.json"
 COMBO_WORKFLOW = REPO_ROOT / "example_workflows" / "rhymeflow_testbed_asymrnr_combo.json"
 ARTIFACTS = Path(os.environ.get("RHYMEFLOW_ARTIFACTS", REPO_ROOT / "out")) / "browser"
 PACK_NAME = "rhymeflow"
-SAMPLER, KEYFRAMES, STATS = "RhymeFlowAsyncSampler", "RhymeFlowKeyframes", "RhymeFlowStats"
+SAMPLER, KEYFRAMES, STATS, COMPARE = "RhymeFlowAsyncSampler", "RhymeFlowKeyframes", "RhymeFlowStats", "RhymeFlowCompare"
 ASYMRNR_STATS = "RhymeFlowAsymRnRStats"
 EXTENSIONS = ("RhymeFlow.StepMap", "rhymeflow.text_output")  # the names web/*.js register
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 START_TIMEOUT_S = 240
 RUN_TIMEOUT_S = 900
-# web/step_map_logic.js ROLE_COLORS, as RGB
-ROLE_RGB = {0: (0x8B, 0x5C, 0xF6), 1: (0xF5, 0x9E, 0x0B), 2: (0x22, 0xC5, 0x5E), 3: (0x1E, 0x3A, 0x5F)}
+# web/step_map_logic.js ROLE_COLORS as RGB, by colour: warm-up and sync (both full passes) share one
+COLOR_RGB = {"full pass": (0xFD, 0xE6, 0x8A), "keyframes only": (0x22, 0xC5, 0x5E), "skipped, projected": (0x41, 0x69, 0xA8)}
+COLOR_ROLES = {"full pass": (0, 1), "keyframes only": (2,), "skipped, projected": (3,)}
+SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"  # written when RHYMEFLOW_UPDATE_SCREENSHOTS=1
+ZOOM = 0.8  # the graph zoom the widget is tested (and photographed) at: its text must read there
 
 
 def _skip_reason() -> str | None:
@@ -233,7 +241,8 @@ def _browser_page(server, log_name: str):
     console: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        # twice the pixels of the CSS size, so the committed screenshots read like a laptop screen
+        page = browser.new_page(viewport={"width": 1600, "height": 1000}, device_scale_factor=2)
         page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
         page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
         try:
@@ -249,20 +258,23 @@ def test_step_map_widget_planned_realised_and_click(server):
     sampler_id = next(n["id"] for n in workflow["nodes"] if n["type"] == SAMPLER)
     keyframes_id = next(n["id"] for n in workflow["nodes"] if n["type"] == KEYFRAMES)
     stats_id = next((n["id"] for n in workflow["nodes"] if n["type"] == STATS), None)
+    compare_id = next((n["id"] for n in workflow["nodes"] if n["type"] == COMPARE), None)
     with _browser_page(server, "console.log") as (page, console):
         _load_workflow(page, workflow, sampler_id, SAMPLER)
         # Bring the sampler into view so its DOM widget is laid out and drawn.
         page.evaluate(
-            """(id) => { const app = window.comfyAPI.app.app; const n = app.graph.getNodeById(id);
-                         app.canvas.ds.scale = 1; app.canvas.centerOnNode(n); app.canvas.setDirty(true, true); }""",
-            sampler_id,
+            """([id, zoom]) => { const app = window.comfyAPI.app.app; const n = app.graph.getNodeById(id);
+                         app.canvas.ds.scale = zoom; app.canvas.centerOnNode(n); app.canvas.setDirty(true, true); }""",
+            [sampler_id, ZOOM],
         )
         page.keyboard.press("Escape")  # close the "missing nodes"/template dialogs the load may open
         sel = f'{CANVAS}[data-node-id="{sampler_id}"]'
         _wait(page, f'{sel}[data-view="planned"][data-frames="21"][data-steps="30"]', 120_000)
         planned = page.eval_on_selector(sel, "c => ({...c.dataset})")
         assert planned["error"] == "", planned
+        page.wait_for_timeout(300)  # the DOM widget follows the canvas on its next frame
         page.screenshot(path=str(ARTIFACTS / "planned.png"))
+        _node_shot(page, sampler_id, "step_map_planned.png")
 
         prompt_id = _queue(page)
         _wait(page, f'{sel}[data-view="realised"]', RUN_TIMEOUT_S * 1000)
@@ -276,28 +288,40 @@ def test_step_map_widget_planned_realised_and_click(server):
         page.wait_for_timeout(500)
         realised = page.eval_on_selector(sel, "c => ({...c.dataset})")
         page.screenshot(path=str(ARTIFACTS / "realised.png"))
+        _node_shot(page, sampler_id, "step_map_last_run.png")
         page.eval_on_selector(sel, "c => c.toDataURL('image/png')")  # the canvas is readable (not tainted)
-        counts = page.evaluate(COUNT_PIXELS_JS, [sel, {str(k): list(v) for k, v in ROLE_RGB.items()}])
+        counts = page.evaluate(COUNT_PIXELS_JS, [sel, {k: list(v) for k, v in COLOR_RGB.items()}])
 
         run = _finished_run(server, prompt_id)
         assert run["status"]["completed"], run["status"]
         stats = run["outputs"][str(stats_id)]["rhymeflow_stats"][0] if stats_id is not None else None
 
-        # Click the row of a frame that is not a keyframe: it becomes a manual keyframe.
+        # Hover a skipped cell of a frame that is not a keyframe: the tooltip explains it.
         keys = [int(k) for k in realised["keyframes"].split(",") if k]
-        frame = next(f for f in range(int(realised["frames"])) if f not in keys)
-        point = page.evaluate(
-            """async ([sel, frame]) => {
-                 const logic = await import('/extensions/%s/step_map_logic.js');
-                 const c = document.querySelector(sel);
-                 const L = logic.gridLayout(c.clientWidth, c.clientHeight, Number(c.dataset.frames), Number(c.dataset.steps));
-                 const cell = logic.cellRect(L, frame, Math.floor(Number(c.dataset.steps) / 2));
-                 const r = c.getBoundingClientRect();
-                 return { x: r.left + (cell.x + cell.w / 2) * r.width / c.clientWidth,
-                          y: r.top + (cell.y + cell.h / 2) * r.height / c.clientHeight };
-               }""" % PACK_NAME,
-            [sel, frame],
-        )
+        roles = stats["roles"] if stats is not None else None
+        hover_frame = next(f for f in range(int(realised["frames"])) if f not in keys)
+        hover_step = roles[hover_frame].index(3) if roles else int(realised["steps"]) - 2
+        point = page.evaluate(CELL_CENTRE_JS % PACK_NAME, [sel, hover_frame, hover_step])
+        page.mouse.move(point["x"] - 20, point["y"])
+        page.mouse.move(point["x"], point["y"], steps=4)
+        tip_sel = f'.rhymeflow-step-map-tooltip[data-node-id="{sampler_id}"]'
+        _wait(page, f'{tip_sel}[data-frame="{hover_frame}"][data-step="{hover_step}"]', 10_000)
+        tooltip = page.eval_on_selector(tip_sel, "t => ({text: t.innerText, visible: t.getBoundingClientRect().width > 50})")
+        page.screenshot(path=str(ARTIFACTS / "tooltip.png"))
+        _node_shot(page, sampler_id, "step_map_hover.png", tooltip=tip_sel)
+        page.mouse.move(5, 5)
+        page.wait_for_timeout(200)
+        tooltip_after_leave = page.evaluate(f"() => !!document.querySelector('{tip_sel}')")
+        shown_text = {}  # what RhymeFlow Stats and Compare show on the node after the run
+        for node_id, shot in ((stats_id, "stats_on_node.png"), (compare_id, "compare_on_node.png")):
+            if node_id is not None:
+                shown_text[node_id] = page.evaluate(
+                    "(id) => window.comfyAPI.app.app.graph.getNodeById(id).rhymeflowText ?? null", node_id)
+                _node_shot(page, node_id, shot)
+
+        # Click the row of a frame that is not a keyframe: it becomes a manual keyframe.
+        frame = hover_frame
+        point = page.evaluate(CELL_CENTRE_JS % PACK_NAME, [sel, frame, int(realised["steps"]) // 2])
         page.mouse.click(point["x"], point["y"])
         page.wait_for_timeout(300)
         widgets = page.evaluate(
@@ -311,22 +335,98 @@ def test_step_map_widget_planned_realised_and_click(server):
         )
         page.screenshot(path=str(ARTIFACTS / "after_click.png"))
 
+        # Two experts (Wan 2.2 A14B; no such checkpoint here): this run's map, as if a second expert took over
+        # half-way, sent as the sampler's stats event. The switch line is drawn through the grid.
+        switch_pixel = None
+        if stats is not None:
+            half = len(roles[0]) // 2
+            two = {"node": str(sampler_id), "roles": roles, "keyframes": stats["keyframes"],
+                   "segments": [{"label": "high-noise expert", "start": 0, "steps": half, "keyframes": stats["keyframes"]},
+                                {"label": "low-noise expert", "start": half, "steps": len(roles[0]) - half,
+                                 "keyframes": stats["keyframes"]}]}
+            page.evaluate("(d) => window.comfyAPI.api.api.dispatchEvent(new CustomEvent('rhymeflow.stats', {detail: d}))", two)
+            _wait(page, f'{sel}[data-view="realised"]', 10_000)
+            switch_pixel = page.evaluate(SWITCH_PIXEL_JS % PACK_NAME, [sel, half])
+            page.screenshot(path=str(ARTIFACTS / "two_experts_synthetic.png"))
+
     (ARTIFACTS / "result.json").write_text(json.dumps(
         {"planned": planned, "realised": realised, "pixel_counts": counts, "clicked_frame": frame,
-         "keyframes_widgets": widgets}, indent=1))
+         "keyframes_widgets": widgets, "tooltip": tooltip}, indent=1))
     assert realised["error"] == "" and int(realised["frames"]) >= 2
-    assert all(counts[str(k)] > 0 for k in ROLE_RGB), counts
+    assert all(counts[k] > 0 for k in COLOR_RGB), counts
+    assert tooltip["visible"] and not tooltip_after_leave, tooltip
+    lines = tooltip["text"].split("\n")
+    assert lines[0] == f"frame {hover_frame} · step {hover_step + 1} of {realised['steps']}", lines
+    assert lines[2] == "skipped, projected" and lines[3].startswith("Not computed"), lines
     if stats is not None:
-        roles = stats["roles"]
         assert [len(roles), len(roles[0])] == [int(realised["frames"]), int(realised["steps"])]
-        cells = {k: sum(row.count(k) for row in roles) for k in ROLE_RGB}
+        cells = {k: sum(row.count(r) for row in roles for r in COLOR_ROLES[k]) for k in COLOR_RGB}
         n_cells, n_px = sum(cells.values()), sum(counts.values())
-        for k in ROLE_RGB:  # cell interiors only (edges are anti-aliased): shares agree within a few percent
-            assert abs(counts[str(k)] / n_px - cells[k] / n_cells) < 0.06, (k, counts, cells)
+        for k in COLOR_RGB:  # cell interiors only (edges are anti-aliased): shares agree within a few percent
+            assert abs(counts[k] / n_px - cells[k] / n_cells) < 0.06, (k, counts, cells)
         assert keys == stats["keyframes"]
+        assert lines[1] == f"noise level (sigma) {stats['sigmas'][hover_step]:.3f}", lines  # the run's own sigmas
+        # RhymeFlow Stats shows its summary on the node, the numbers an artist looks for first
+        stats_text = shown_text[stats_id]
+        assert stats_text is not None and stats_text.startswith(
+            f"speed-up {stats['estimated_speedup']:.2f}x measured"), stats_text
+        assert stats_text.endswith(stats["summary"]), stats_text
+    if compare_id is not None:
+        compare = run["outputs"][str(compare_id)]["rhymeflow_compare"][0]
+        assert shown_text[compare_id] == compare["summary"] and compare["summary"].startswith("PSNR vs dense: mean "), shown_text
+    if switch_pixel is not None:  # web/step_map_logic.js SWITCH_COLOR
+        assert switch_pixel[:3] == [255, 255, 255], switch_pixel
     assert widgets["strategy"] == "manual"
     assert frame in [int(x) for x in _expand(widgets["manual"])]
     assert not [m for m in console if m.startswith("pageerror")], console
+
+
+CELL_CENTRE_JS = """async ([sel, frame, step]) => {
+  const logic = await import('/extensions/%s/step_map_logic.js');
+  const c = document.querySelector(sel);
+  const L = logic.gridLayout(c.clientWidth, c.clientHeight, Number(c.dataset.frames), Number(c.dataset.steps),
+                             { legendRows: Number(c.dataset.legendRows) });
+  const cell = logic.cellRect(L, frame, step);
+  const r = c.getBoundingClientRect();
+  return { x: r.left + (cell.x + cell.w / 2) * r.width / c.clientWidth,
+           y: r.top + (cell.y + cell.h / 2) * r.height / c.clientHeight };
+}"""
+
+# The canvas pixel just left of the start of step ``start``, half-way down the grid: under the switch line.
+SWITCH_PIXEL_JS = """async ([sel, start]) => {
+  const logic = await import('/extensions/%s/step_map_logic.js');
+  const c = document.querySelector(sel);
+  const L = logic.gridLayout(c.clientWidth, c.clientHeight, Number(c.dataset.frames), Number(c.dataset.steps),
+                             { legendRows: Number(c.dataset.legendRows) });
+  const dpr = c.width / c.clientWidth;
+  const x = Math.round(logic.cellRect(L, 0, start).x) - 0.5;
+  return [...c.getContext('2d').getImageData(Math.floor(x * dpr), Math.round((L.top + L.gridH / 2) * dpr), 1, 1).data];
+}"""
+
+# The node's rectangle on the page (title bar included), in CSS pixels of the page.
+NODE_RECT_JS = """(id) => {
+  const app = window.comfyAPI.app.app;
+  const [x, y, w, h] = app.graph.getNodeById(id).boundingRect;
+  const ds = app.canvas.ds;
+  const r = app.canvas.canvas.getBoundingClientRect();
+  return { x: r.left + (x + ds.offset[0]) * ds.scale, y: r.top + (y + ds.offset[1]) * ds.scale,
+           width: w * ds.scale, height: h * ds.scale };
+}"""
+
+
+def _node_shot(page, node_id: int, name: str, tooltip: str | None = None) -> None:
+    """A screenshot of one node (and the tooltip, when given) into ARTIFACTS, and into docs/screenshots when
+    RHYMEFLOW_UPDATE_SCREENSHOTS=1."""
+    box = page.evaluate(NODE_RECT_JS, node_id)
+    if tooltip:
+        t = page.eval_on_selector(tooltip, "t => { const r = t.getBoundingClientRect(); return [r.right, r.bottom]; }")
+        box["width"] = max(box["width"], t[0] - box["x"])
+        box["height"] = max(box["height"], t[1] - box["y"])
+    clip = {"x": max(0, box["x"] - 8), "y": max(0, box["y"] - 8), "width": box["width"] + 16, "height": box["height"] + 16}
+    page.screenshot(path=str(ARTIFACTS / name), clip=clip)
+    if os.environ.get("RHYMEFLOW_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / name), clip=clip)
 
 
 def _expand(text: str) -> list[int]:
@@ -419,4 +519,26 @@ def test_asymrnr_stats_text_shows_on_the_node(server):
     assert visible, after
     assert after["box"]["scrollHeight"] <= after["box"]["clientHeight"], after  # the node grew to fit the text
     assert text[0] not in saved and sorted(api_inputs) == ["latent", "model"], api_inputs  # display only
+    assert not [m for m in console if m.startswith("pageerror")], console
+
+
+SEARCH_WORDS = ("speed", "fast", "accelerate", "cache", "keyframe")
+
+
+def test_frontend_gets_categories_and_search_aliases(server):
+    """The node definitions the page loads (the frontend's own ``getNodeDefs``, i.e. /object_info) list our nodes
+    in three categories and carry search aliases for what an artist types. ComfyUI 0.8.2's frontend (1.36)
+    searches names and display names only; frontends from Comfy-Org/ComfyUI_frontend#8223 on search these."""
+    with _browser_page(server, "listing_console.log") as (page, console):
+        defs = page.evaluate("""async () => Object.fromEntries(Object.entries(await window.comfyAPI.api.api.getNodeDefs())
+            .filter(([k]) => k.startsWith('RhymeFlow')).map(([k, d]) => [k, {category: d.category, aliases: d.search_aliases}]))""")
+        registered = page.evaluate("""() => Object.fromEntries(Object.entries(window.LiteGraph?.registered_node_types ?? {})
+            .filter(([k]) => k.startsWith('RhymeFlow')).map(([k, t]) => [k, t.category]))""")
+    assert {d["category"] for d in defs.values()} == {"RhymeFlow", "RhymeFlow/AsymRnR", "RhymeFlow/test bed"}, defs
+    assert defs[SAMPLER]["category"] == "RhymeFlow" and defs[ASYMRNR_STATS]["category"] == "RhymeFlow/AsymRnR", defs
+    assert all(d["aliases"] for d in defs.values()), defs
+    for word in SEARCH_WORDS:
+        assert [k for k, d in defs.items() if any(word in a for a in d["aliases"])], word
+    if registered:  # the graph's node types use the same categories (the "Add Node" menu)
+        assert registered == {k: d["category"] for k, d in defs.items()}, registered
     assert not [m for m in console if m.startswith("pageerror")], console

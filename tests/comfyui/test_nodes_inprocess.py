@@ -56,6 +56,13 @@ def _sample(pack, model, sampler, frames=5, steps=STEPS, seed=0, latent=None, ca
     return guider.sample(noise, latent, sampler, sigmas, callback=callback, disable_pbar=True, seed=seed)
 
 
+def _sample_sigmas(model, steps=STEPS):
+    """The sigmas ``_sample`` runs on."""
+    import comfy.samplers
+
+    return comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "simple", steps).cpu()
+
+
 def _euler():
     import comfy.samplers
 
@@ -223,10 +230,19 @@ def test_run_stats_and_state(pack, wan):
     assert stats is not None and holder.run is None
     assert stats["frames"] == 5 and stats["steps"] == STEPS and len(stats["roles"]) == 5 and len(stats["roles"][0]) == STEPS
     assert stats["keyframes"] == [0, 4] and stats["text_tokens"] == 8
+    sigmas = _sample_sigmas(m)
+    assert stats["sigmas"] == [round(float(x), 4) for x in sigmas[:-1]]  # the widget's hover shows them per step
     assert stats["full_passes"] + stats["keyframe_passes"] == STEPS and stats["keyframe_passes"] > 0
-    latent, summary = pack.stats_node.execute(m, {"samples": out}).args
+    result = pack.stats_node.execute(m, {"samples": out})
+    latent, summary = result.args
     assert latent["samples"] is out
     assert "5 latent frames x 10 steps" in summary and "FLOP-ideal speed-up" in summary
+    # on the node (ui.text): the speed-ups and the keyframes come first, then the same summary
+    shown = result.ui["text"][0].split("\n")
+    ui = result.ui["rhymeflow_stats"][0]
+    assert shown[0] == f"speed-up {ui['estimated_speedup']:.2f}x measured (DiT time) / {ui['flop_speedup']:.2f}x estimated (compute, this model)"
+    assert shown[1] == "keyframes: 0, 4 (2 of 5 latent frames)"
+    assert "\n".join(shown[3:]) == summary
     # a dense run after the RhymeFlow run on the same MODEL is bit-identical to the clean dense run
     again = _sample(pack, m, _euler())
     assert torch.equal(again, clean)
@@ -299,7 +315,10 @@ def test_compare_node(pack):
     b = (a + 0.02 * torch.randn_like(a)).clamp(0, 1)
     out = pack.compare_node.execute(a, b)
     summary, plot = out.args
-    assert "4 frames" in summary and "PSNR mean" in summary
+    result = out.ui["rhymeflow_compare"][0]
+    worst = result["psnr_frames"].index(min(result["psnr_frames"]))
+    assert summary.startswith(f"PSNR vs dense: mean {result['psnr_mean']:.2f} dB, worst {result['psnr_min']:.2f} dB (frame {worst})\n")
+    assert "4 frames" in summary and out.ui["text"] == [summary]  # shown on the node
     assert plot.ndim == 4 and plot.shape[0] == 1 and plot.shape[-1] == 3 and 0 <= plot.min() and plot.max() <= 1
     same = out.ui["rhymeflow_compare"][0]
     assert len(same["psnr_frames"]) == 4 and 25 < same["psnr_mean"] < 45
@@ -336,10 +355,42 @@ def test_two_experts_sync_cleanly_at_the_switch_and_share_one_step_map(pack, wan
 
     ui = pack.stats_node.execute(high, {"samples": out}, second_model=low).ui["rhymeflow_stats"][0]
     assert len(ui["roles"]) == 5 and all(len(row) == 24 for row in ui["roles"])
+    assert ui["sigmas"] == [round(float(x), 4) for x in sigmas[:-1]]  # both experts' steps, in order
     assert [(s["start"], s["steps"]) for s in ui["segments"]] == [(0, switch), (switch, 24 - switch)]
     assert ui["roles"][0][switch:] == second["roles"][0] and ui["roles"][0][:switch] == first["roles"][0]
     assert ui["full_passes"] == first["full_passes"] + second["full_passes"] and ui["flop_speedup"] > 1.0
     assert "high-noise expert" in ui["summary"] and "low-noise expert" in ui["summary"]
+    assert pack.stats_node.execute(high, {"samples": out}, second_model=low).ui["text"][0].split("\n")[1] == (
+        f"keyframes: high-noise expert {', '.join(map(str, first['keyframes']))}; "
+        f"low-noise expert {', '.join(map(str, second['keyframes']))}")
 
     with pytest.raises(ValueError, match="ended at sigma .* but 'second_model' started at"):
         pack.stats_node.execute(low, {"samples": out}, second_model=high)
+
+
+# ----------------------------------------------------------------------------------------------- listing
+
+# what an artist types -> the node it must find (others may match too)
+SEARCH_WORDS = {"speed": "RhymeFlowAsyncSampler", "fast": "RhymeFlowAsyncSampler", "accelerate": "RhymeFlowAsyncSampler",
+                "cache": "RhymeFlowProjectionPatch", "keyframe": "RhymeFlowKeyframes"}
+
+
+def test_every_node_is_listed_and_found_by_what_it_does(pack_import):
+    """/object_info (the V1 node info) carries each node's category and search aliases from nodes/common.py;
+    each word an artist types for "make it faster" names at least one RhymeFlow node."""
+    common = pack_import("nodes.common")
+    nodes = pack_import("nodes").node_list()
+    info = {n.GET_NODE_INFO_V1()["name"]: n.GET_NODE_INFO_V1() for n in nodes}
+    assert set(info) == set(common.LISTING)
+    for node_id, (category, aliases) in common.LISTING.items():
+        assert info[node_id]["category"] == category and info[node_id]["search_aliases"] == aliases, node_id
+    by_category = {c: sorted(i for i in info if info[i]["category"] == c) for c in {v["category"] for v in info.values()}}
+    assert by_category == {
+        "RhymeFlow": ["RhymeFlowAsyncSampler", "RhymeFlowCompare", "RhymeFlowKeyframes", "RhymeFlowProjectionPatch",
+                      "RhymeFlowStats"],
+        "RhymeFlow/AsymRnR": ["RhymeFlowAsymRnR", "RhymeFlowAsymRnRCalibrate", "RhymeFlowAsymRnRSchedule",
+                              "RhymeFlowAsymRnRStats"],
+        "RhymeFlow/test bed": ["RhymeFlowTestbedConditioning", "RhymeFlowTestbedDecode", "RhymeFlowTestbedEmptyLatent"],
+    }
+    for word, node_id in SEARCH_WORDS.items():
+        assert any(word in alias for alias in info[node_id]["search_aliases"]), (word, node_id)
