@@ -8,7 +8,7 @@ How each column is obtained, all in this one run:
   method once per round, rounds repeated) on the same video, so machine noise hits all methods alike;
 - FLOP ratio: dense FLOPs / method FLOPs from torch's FlopCounterMode over a whole sampling run
   (attention included, see ``rhymeflow_core.flops``);
-- FLOP-ideal: the step map's prediction (``schedule.flop_ideal_speedup``) for this model's sizes;
+- FLOP-ideal: the step map's prediction (``flops.flop_ideal_speedup``) for this model's sizes;
 - PSNR / SSIM: per frame in pixel space against dense of the same seed; mean and worst frame over
   ``--videos`` videos (classes cycled, seeds 0..);
 - peak MB: peak of live tensor bytes during one run (``rhymeflow_core.memory``: CUDA allocator or CPU profiler);
@@ -40,7 +40,8 @@ from rhymeflow_core.metrics import psnr_per_frame, ssim_per_frame  # noqa: E402
 from rhymeflow_core.patch import PatchConfig  # noqa: E402
 from rhymeflow_core.presets import preset_schedule  # noqa: E402
 from rhymeflow_core.sampler import sample_dense, sample_rhymeflow  # noqa: E402
-from rhymeflow_core.schedule import FAMILY_DIMS, WAN_DIMS, ModelDims, attention_share, build_step_map, flop_ideal_speedup  # noqa: E402
+from rhymeflow_core.flops import FAMILY_DIMS, WAN_DIMS, ModelDims, attention_share, flop_ideal_speedup  # noqa: E402
+from rhymeflow_core.schedule import build_step_map  # noqa: E402
 from rhymeflow_core.testbed import pseudo_vae  # noqa: E402
 from rhymeflow_core.testbed.conditioning import TEXT_TOKENS  # noqa: E402
 from rhymeflow_core.testbed.model_io import DEFAULT_DIR, TRAIN_SHIFT, load_model  # noqa: E402

@@ -16,7 +16,8 @@ from ..rhymeflow_core import adapters
 from ..rhymeflow_core.keyframes import KeyframePlan
 from ..rhymeflow_core.patch import KEY, BlockPatch, PatchConfig, RhymeFlowHolder, apply_model_wrapper
 from ..rhymeflow_core.sampler import sample_rhymeflow
-from ..rhymeflow_core.schedule import ROLE_SKIP, ModelDims, ScheduleConfig, flop_ideal_from_counts, pass_flops
+from ..rhymeflow_core.flops import ModelDims, flop_ideal_from_counts, pass_flops
+from ..rhymeflow_core.schedule import ROLE_SKIP, ScheduleConfig
 
 log = logging.getLogger("rhymeflow")
 

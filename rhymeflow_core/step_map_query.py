@@ -23,7 +23,8 @@ import torch
 from .keyframes import STRATEGIES, KeyframePlan, parse_frame_list, select_keyframes
 from .flow import simple_sigmas
 from .presets import MIN_STEPS, PRESETS, preset_schedule
-from .schedule import WAN_DIMS, ScheduleConfig, build_step_map, flop_ideal_speedup
+from .flops import WAN_DIMS, flop_ideal_speedup
+from .schedule import ScheduleConfig, build_step_map
 
 # Limits that keep one request cheap (a map is frames x steps small ints); generous for real use:
 # Wan's 81 pixel frames are 21 latent frames, long runs rarely exceed 100 steps.

@@ -7,7 +7,8 @@ from rhymeflow_core.flops import count_flops
 from rhymeflow_core.keyframes import KeyframePlan
 from rhymeflow_core.patch import PatchConfig
 from rhymeflow_core.sampler import sample_dense, sample_rhymeflow
-from rhymeflow_core.schedule import ModelDims, ScheduleConfig, build_step_map, pass_flops
+from rhymeflow_core.flops import ModelDims, pass_flops
+from rhymeflow_core.schedule import ScheduleConfig, build_step_map
 from rhymeflow_core.testbed.runner import Job, initial_noise, patched_call, run_sampler
 from rhymeflow_core.testbed.wan_dit import WanConfig, WanModel, apply_rope, attention
 

@@ -20,7 +20,8 @@ import pytest
 from rhymeflow_core.keyframes import parse_frame_list
 from rhymeflow_core.flow import simple_sigmas
 from rhymeflow_core.presets import preset_schedule
-from rhymeflow_core.schedule import ROLE_LEGEND, WAN_DIMS, ScheduleConfig, build_step_map, flop_ideal_speedup
+from rhymeflow_core.flops import WAN_DIMS, flop_ideal_speedup
+from rhymeflow_core.schedule import ROLE_LEGEND, ScheduleConfig, build_step_map
 from rhymeflow_core.step_map_query import planned_step_map
 
 REPO = Path(__file__).resolve().parents[1]

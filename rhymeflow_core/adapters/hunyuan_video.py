@@ -24,7 +24,7 @@ from typing import Callable
 
 import torch
 
-from ..schedule import ModelDims
+from ..flops import ModelDims
 from .base import BlockKey
 
 AttentionFn = Callable[..., torch.Tensor]

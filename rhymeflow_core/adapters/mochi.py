@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..schedule import ModelDims
+from ..flops import ModelDims
 from .base import BlockKey
 
 AttentionFn = Callable[..., torch.Tensor]

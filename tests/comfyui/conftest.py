@@ -147,6 +147,7 @@ def pack(pack_import) -> types.SimpleNamespace:
         patch=pack_import("rhymeflow_core.patch"),
         presets=pack_import("rhymeflow_core.presets"),
         schedule=pack_import("rhymeflow_core.schedule"),
+        flops=pack_import("rhymeflow_core.flops"),
         adapters=pack_import("rhymeflow_core.adapters"),
         asymrnr=pack_import("rhymeflow_core.asymrnr"),
         asym=pack_import("nodes.asymrnr_node"),

@@ -243,7 +243,7 @@ def test_real_size_dims_match_family_dims(comfyui, pack):
     model = model_config.get_model({}, device="meta")
     dit = model.diffusion_model
     assert comfy.model_detection.detect_unet_config(dit.state_dict(), "") == cfg  # detection gives back this config
-    expected, shift = pack.schedule.FAMILY_DIMS["hunyuan_video-720p"]
+    expected, shift = pack.flops.FAMILY_DIMS["hunyuan_video-720p"]
     assert model.model_sampling.shift == shift
     x = torch.empty(1, 16, 33, 90, 160, device="meta")  # 1280x720, 129 frames through the 4x8x8 VAE
     dims = pack.adapters.comfyui_adapter(dit).model_dims(dit, x, expected.text_tokens)  # text length is the prompt's, not the model's

@@ -242,7 +242,7 @@ def test_flop_dims_of_the_real_models(comfyui, pack, name, layers, width):
     assert type(dm).__name__ == "LTXVModel" and next(dm.parameters()).is_meta
     text_tokens = len(comfy.text_encoders.lt.LTXVT5Tokenizer().tokenize_with_weights("a red fox in the snow")["t5xxl"][0])
     got = pack.adapters.comfyui_adapter(dm).model_dims(dm, torch.empty(1, 128, 16, 16, 24, device="meta"), text_tokens)
-    expected, shift = pack.schedule.FAMILY_DIMS[name]
+    expected, shift = pack.flops.FAMILY_DIMS[name]
     assert dataclasses.replace(got, name=name) == expected
     # LTX samples Flux-style (ComfyUI's 2.37 is mu): FAMILY_DIMS' shift must give ComfyUI's own simple-scheduler sigmas
     # (to the 1000-step table's resolution; ComfyUI's Flux table has 10000 steps, which moves the last sigmas by < 0.004)

@@ -173,7 +173,7 @@ def test_flop_dims_of_the_real_models(comfyui, pack, name, cfg, latent):
 
     import comfy.ops
 
-    from rhymeflow_core.schedule import FAMILY_DIMS
+    from rhymeflow_core.flops import FAMILY_DIMS
 
     dm = comfyui.wan.WanModel(model_type="t2v", patch_size=(1, 2, 2), text_dim=4096, freq_dim=256, device="meta",
                               operations=comfy.ops.disable_weight_init, **{"in_dim": 16, "out_dim": 16} | cfg)
