@@ -130,7 +130,7 @@ def measure_quality(methods: list[Method], ref_videos: list[torch.Tensor], model
             v = pseudo_vae.decode(latent)[0]
             psnr.append(psnr_per_frame(ref_v, v))
             ssim.append(ssim_per_frame(ref_v, v))
-            stats = stats or (holder.last_stats if holder is not None else None)
+            stats = stats or (holder.last_result.to_dict() if holder is not None and holder.last_result is not None else None)
         p, s = torch.cat(psnr), torch.cat(ssim)
         m.result.update(psnr_mean=float(p.mean()), psnr_worst=float(p.min()), ssim_mean=float(s.mean()), ssim_worst=float(s.min()))
         m.result["flops"] = count_flops(lambda: m.run(model, jobs[0]))

@@ -30,23 +30,24 @@ TABLE = {"wan": _WAN, "hunyuan_video": _WAN, "ltxv": _WAN, "mochi": _WAN}
 
 
 def preset_schedule(preset: str, sigmas: Sequence[float], family: str = "wan") -> ScheduleConfig:
-    """The ``ScheduleConfig`` of a named preset for this run's ``sigmas``; raises on too-few steps."""
+    """The ``ScheduleConfig`` of a named preset for this run's ``sigmas``; raises on too-few steps (plain field
+    errors: the node that asked adds its display name)."""
     if family not in TABLE:
-        raise ValueError(f"RhymeFlow Async Sampler: model family {family!r} has no presets; supported: {', '.join(TABLE)}")
+        raise ValueError(f"model family {family!r} has no presets; supported: {', '.join(TABLE)}")
     table = TABLE[family]
     if preset not in table:
-        raise ValueError(f"RhymeFlow Async Sampler: preset={preset!r}; accepted: {', '.join(table)} (or custom)")
+        raise ValueError(f"preset={preset!r}; accepted: {', '.join(table)} (or custom)")
     sig = [float(s) for s in sigmas]
     steps = len(sig) - 1
     from_noise = sig[0] >= TOP_SIGMA
     if from_noise and steps < MIN_STEPS:
-        raise ValueError(f"RhymeFlow Async Sampler: {steps} steps is too few for skipping to pay off (few-step distilled runs "
+        raise ValueError(f"{steps} steps is too few for skipping to pay off (few-step distilled runs "
                          f"have nothing to skip); use at least {MIN_STEPS} steps or sample without RhymeFlow")
     sigma_warm, n_small, n_large = table[preset]
     warm = sum(s >= sigma_warm for s in sig[:-1])
     warmup = max(2 if from_noise else 1, warm)
     if steps - warmup < MIN_SKIPPABLE:
-        raise ValueError(f"RhymeFlow Async Sampler: preset {preset!r} warms up for {warmup} of these {steps} steps (every step "
+        raise ValueError(f"preset {preset!r} warms up for {warmup} of these {steps} steps (every step "
                          f"with sigma >= {sigma_warm}), leaving {steps - warmup}; at least {MIN_SKIPPABLE} are needed for "
                          "skipping to pay off: use more steps, or a standard sampler for this segment")
     return ScheduleConfig(warmup=warmup, n_small=n_small, n_large=n_large)

@@ -55,7 +55,8 @@ import {
  * }} ComfyNode
  */
 
-const SAMPLER = "RhymeFlowAsyncSampler";
+/** Nodes that carry the step-map widget: the Async Sampler and the drop-in (same schedule inputs). */
+const WIDGET_NODES = ["RhymeFlowAsyncSampler", "RhymeFlowAccelerate"];
 const KEYFRAMES = "RhymeFlowKeyframes";
 const STATS = "RhymeFlowStats";
 const STATS_EVENT = "rhymeflow.stats";
@@ -243,8 +244,9 @@ class StepMapWidget {
       delete out.n_small;
       delete out.n_large;
     }
-    const kf = keyframesNodeOf(this.node);
-    if (kf) for (const name of KEYFRAME_PARAMS) out[name] = /** @type {any} */ (widgetOf(kf, name)?.value);
+    // A connected Keyframes node decides; else the drop-in's own strategy/budget widgets (absent on the sampler).
+    const kf = keyframesNodeOf(this.node) ?? this.node;
+    for (const name of KEYFRAME_PARAMS) out[name] = /** @type {any} */ (widgetOf(kf, name)?.value);
     return out;
   }
 
@@ -544,7 +546,7 @@ const extension = {
     });
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData.name === SAMPLER) {
+    if (WIDGET_NODES.includes(nodeData.name)) {
       const proto = nodeType.prototype;
       chain(proto, "onNodeCreated", function () {
         byNode.set(this, new StepMapWidget(this));

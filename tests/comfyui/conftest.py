@@ -155,6 +155,7 @@ def pack(pack_import) -> types.SimpleNamespace:
         kf_node=pack_import("nodes.keyframes_node").RhymeFlowKeyframes,
         sampler_node=pack_import("nodes.sampler_node").RhymeFlowAsyncSampler,
         patch_node=pack_import("nodes.patch_node").RhymeFlowProjectionPatch,
+        dropin_node=pack_import("nodes.dropin_node").RhymeFlowAccelerate,
         stats_node=pack_import("nodes.stats_node").RhymeFlowStats,
         compare_node=pack_import("nodes.compare_node").RhymeFlowCompare,
     )

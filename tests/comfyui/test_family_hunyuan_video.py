@@ -205,7 +205,7 @@ def test_whole_rhymeflow_run_through_comfyui_sampling(comfyui, pack, t2v, varian
     out = _guided_sample(patched, positive, rf, latent)
     assert out.shape == latent["samples"].shape and torch.isfinite(out).all()
     assert holder.run is None
-    stats = holder.last_stats
+    stats = holder.last_result.to_dict()
     roles = torch.tensor(stats["roles"])
     assert roles.shape == (FRAMES, STEPS) and stats["keyframes"] == [0, FRAMES - 1]
     syncs = [i for i, _ in pack.schedule.sync_groups(STEPS, pack.schedule.ScheduleConfig.from_dict(stats["schedule"]))]

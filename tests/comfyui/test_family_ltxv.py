@@ -179,7 +179,7 @@ def _whole_run(pack, patcher, latent: dict, conds, context_mode: str, strategy: 
     assert torch.isfinite(out).all()
     holder = pack.glue.holder_of(patched)
     assert holder.run is None, "run state must not outlive the run"
-    stats = holder.last_stats
+    stats = holder.last_result.to_dict()
     sigmas = comfy.samplers.calculate_sigmas(patcher.get_model_object("model_sampling"), "simple", STEPS)
     cfg = pack.presets.preset_schedule("paper", sigmas, "ltxv")
     expected = pack.schedule.build_step_map(FRAMES, STEPS, cfg, stats["keyframes"])

@@ -160,7 +160,7 @@ def test_mochi_whole_rhymeflow_run_through_comfyui_sampling(pack, patcher):
 
     holder = pack.glue.holder_of(patched)
     assert holder.run is None
-    stats = holder.last_stats
+    stats = holder.last_result.to_dict()
     expected = pack.schedule.build_step_map(FRAMES, STEPS, pack.schedule.ScheduleConfig.from_dict(stats["schedule"]),
                                             stats["keyframes"])
     assert stats["keyframes"] == [0, FRAMES - 1] and stats["roles"] == expected.roles.tolist()

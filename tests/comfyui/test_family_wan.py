@@ -118,7 +118,7 @@ def _whole_run(comfyui, pack, patcher, latent, conds, denoise_mask=None) -> torc
                        _sample(comfyui, patcher, euler, latent, conds, denoise_mask)), "the patch must be inert outside RhymeFlow"
     out = _sample(comfyui, patched, _rhymeflow(pack), latent, conds, denoise_mask)
     holder = pack.glue.holder_of(patched)
-    stats = holder.last_stats
+    stats = holder.last_result.to_dict()
     assert out.shape == latent.shape and torch.isfinite(out).all()
     assert holder.run is None and stats["keyframe_passes"] > 0 and len(stats["roles"]) == latent.shape[2]
     assert stats["full_passes"] == stats["schedule"]["warmup"] + sum(1 for s in range(12) if stats["roles"][1][s] == 1)

@@ -395,7 +395,7 @@ def reference(checkpoint, testbed_prompt):
     rf, _, holder = runner.run_sampler(sample_rhymeflow, model, job, config=PatchConfig(), plan=KeyframePlan(),
                                        schedule=preset_schedule(sampler["preset"], simple_sigmas(STEPS, 3.0)), projection=sampler["projection"],
                                        keyframe_solver=sampler["keyframe_solver"])
-    return dense, rf, holder.last_stats["keyframes"]
+    return dense, rf, holder.last_result.keyframes
 
 
 def _model_space(latent: torch.Tensor) -> torch.Tensor:
