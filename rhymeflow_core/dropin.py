@@ -93,7 +93,7 @@ def sampler_sample_wrapper(executor, guider, sigmas, extra_args, callback, noise
     name = sampler_name(executor.class_obj)
     cfg = holder.dropin
     try:
-        schedule = _check_run(holder, executor.class_obj, to, noise, sigmas)
+        schedule = _check_run(holder, executor.class_obj, extra_args.get("model_options", {}), noise, sigmas)
     except ValueError as exc:
         raise ValueError(f"{cfg.node}: {exc}") from None
     engine = Engine(holder, sigmas.tolist(), noise.shape[2], schedule, cfg.plan,
@@ -109,14 +109,19 @@ def sampler_sample_wrapper(executor, guider, sigmas, extra_args, callback, noise
         engine.close()
 
 
-def _check_run(holder: DropinHolder, sampler, to: dict, noise: torch.Tensor, sigmas: torch.Tensor) -> ScheduleConfig:
+def _check_run(holder: DropinHolder, sampler, options: dict, noise: torch.Tensor, sigmas: torch.Tensor) -> ScheduleConfig:
     """Refuse what the drop-in cannot run (plain field errors); the run's schedule otherwise."""
+    to = options.get("transformer_options", {})
     if getattr(getattr(sampler, "sampler_function", None), "rhymeflow_async", False):
         raise ValueError("input 'model' is already accelerated, so the RhymeFlow Async Sampler cannot drive it; connect the "
                          "Async Sampler to a MODEL from RhymeFlow Projection Patch, or use any standard sampler here")
     if "easycache" in to:  # EasyCache/LazyCache compare whole-latent outputs; keyframe-only passes change their shape
         raise ValueError(f"the MODEL also has {getattr(to['easycache'], 'name', 'EasyCache')}, which caches whole-latent "
                          "outputs and cannot be combined with keyframe-only passes; use one of the two")
+    if options.get("context_handler") is not None:  # core context windows call the model on windows of frames
+        raise ValueError("the MODEL also has context windows (e.g. WanContextWindowsManual), which run the model on "
+                         "windows of frames, while keyframe-only passes need every frame in each call; use one of the two "
+                         "(RhymeFlow already cuts the cost of long videos)")
     check_video_latent(noise.shape)
     holder.dropin.plan.validate(noise.shape[2])
     return resolve_schedule(holder.dropin.preset, sigmas.tolist(), holder.adapter.family, holder.dropin.custom)

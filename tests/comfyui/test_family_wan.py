@@ -177,8 +177,8 @@ def test_flop_dims_of_the_real_models(comfyui, pack, name, cfg, latent):
 
     dm = comfyui.wan.WanModel(model_type="t2v", patch_size=(1, 2, 2), text_dim=4096, freq_dim=256, device="meta",
                               operations=comfy.ops.disable_weight_init, **{"in_dim": 16, "out_dim": 16} | cfg)
-    adapter = pack.glue.adapters.comfyui_adapter(dm)
+    adapter = pack.adapters.comfyui_adapter(dm)
     expected, _ = FAMILY_DIMS[name]
     got = adapter.model_dims(dm, torch.empty(1, *latent, device="meta"), expected.text_tokens)
-    # asdict: the pack's schedule module (imported as ComfyUI imports the pack) is another class object
+    # asdict: the pack's flops module (imported as ComfyUI imports the pack) is another class object
     assert dataclasses.asdict(got) | {"name": name} == dataclasses.asdict(expected)
