@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
             sched = ReductionSchedule.load(args.asymrnr)
             methods += [asymrnr_only(steps, sched), rhymeflow(steps, "fast", args.budget, "kv", dims=dims, asymrnr=sched)]
         else:
-            print(f"(no AsymRnR schedule at {args.asymrnr}: AsymRnR rows skipped; calibrate with python -m rhymeflow_core.asymrnr.calibrate)")
+            print(f"(no AsymRnR schedule at {args.asymrnr}: AsymRnR rows skipped; calibrate with python -m rhymeflow_core.testbed.calibrate_asymrnr)")
         ref_videos = [pseudo_vae.decode(methods[0].run(model, j)[0])[0] for j in jobs]
         measure_quality(methods, ref_videos, model, jobs, methods[0])
         measure_time(methods, model, jobs[0], args.reps)  # first pass: find the equal-time step counts

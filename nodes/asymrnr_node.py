@@ -227,7 +227,7 @@ class RhymeFlowAsymRnR(io.ComfyNode):
                 if schedule_source == "testbed":
                     if not sources.TESTBED_SCHEDULE.is_file():
                         raise ValueError(f"input 'schedule_source' = 'testbed' but {sources.TESTBED_SCHEDULE} is not there yet "
-                                         "(python -m rhymeflow_core.asymrnr.calibrate writes it); use uniform, file or input")
+                                         "(python -m rhymeflow_core.testbed.calibrate_asymrnr writes it); use uniform, file or input")
                     loaded = ReductionSchedule.load(sources.TESTBED_SCHEDULE)
                 elif schedule_source == "file":
                     loaded = ReductionSchedule.load(sources.resolve_path(schedule_file, (_output_dir(),)))
