@@ -78,10 +78,11 @@ def _dropin_holder(options: dict | None) -> DropinHolder | None:
 
 
 def sampler_name(sampler) -> str:
-    """A readable name of the sampler object a SAMPLER_SAMPLE wrapper wraps (``sample_uni_pc`` -> ``uni_pc``)."""
+    """The ``sampler_name`` of the sampler object a SAMPLER_SAMPLE wrapper wraps (``sample_dpmpp_2m`` -> ``dpmpp_2m``)."""
     fn = getattr(sampler, "sampler_function", None)
     name = getattr(fn, "__name__", type(sampler).__name__)
-    return name[len("sample_"):] if name.startswith("sample_") else name
+    name = name[len("sample_"):] if name.startswith("sample_") else name
+    return {"unipc": "uni_pc", "unipc_bh2": "uni_pc_bh2"}.get(name, name)  # uni_pc's functions drop the underscore
 
 
 def sampler_sample_wrapper(executor, guider, sigmas, extra_args, callback, noise, *args, **kwargs):

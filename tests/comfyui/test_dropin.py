@@ -119,7 +119,7 @@ def test_every_sampler_runs_keyframe_only_passes_close_to_the_async_path(pack, t
         ours = _ksampler(model, conds, sampler)
     result = pack.glue.holder_of(model).last_result
     keyframes = len(result.keyframes)
-    assert keyframes < FRAMES and result.keyframe_passes > 0
+    assert keyframes < FRAMES and result.keyframe_passes > 0 and result.settings["sampler"] == sampler
     short = [n for n in seen if n < FRAMES]
     assert short and all(n == keyframes for n in short)  # keyframe-only DiT calls carry the keyframes only
     assert len(short) == result.calls["keyframe"] and len(seen) == sum(result.calls.values())

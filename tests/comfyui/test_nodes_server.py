@@ -30,12 +30,14 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO_ROOT / "example_workflows").glob("*.json"))
 TRY_IT_NOW = REPO_ROOT / "example_workflows" / "rhymeflow_testbed_try_it_now.json"
+DROPIN_TESTBED = REPO_ROOT / "example_workflows" / "rhymeflow_testbed_dropin.json"
 OUR_NODES = ("RhymeFlowKeyframes", "RhymeFlowAsyncSampler", "RhymeFlowProjectionPatch", "RhymeFlowStats", "RhymeFlowCompare",
              "RhymeFlowTestbedConditioning", "RhymeFlowTestbedEmptyLatent", "RhymeFlowTestbedDecode")
 FRAMES, STEPS, SEED, CLASS = 9, 20, 1234, "squares"
 START_TIMEOUT, RUN_TIMEOUT = 240, 240
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
-FILE_INPUTS = ("unet_name", "clip_name", "clip_name1", "clip_name2", "vae_name", "ckpt_name", "lora_name")  # combos listing model files
+FILE_INPUTS = ("unet_name", "clip_name", "clip_name1", "clip_name2", "vae_name", "ckpt_name", "lora_name",
+               "image")  # combos listing model (or input image) files
 
 
 # ----------------------------------------------------------------------------------------------- server
@@ -237,8 +239,8 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
             if not values:
                 raise ValueError(f"node {node['id']} {node['type']}: no widget value left for {name!r}")
             inputs[name] = values.pop(0)
-            if _has_control(name, spec):
-                values.pop(0)
+            if _has_control(name, spec) or (len(spec) > 1 and spec[1].get("image_upload")):
+                values.pop(0)  # the value the frontend stores for the control / upload widget after this one
         if values:
             raise ValueError(f"node {node['id']} {node['type']}: {len(values)} widget values left over: {values}")
         prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs, "_meta": {"title": node.get("title", node["type"])}}
@@ -359,6 +361,23 @@ def test_workflow_validates_against_object_info(object_info, path):
 
 
 # ----------------------------------------------------------------------------------------------- runs
+
+def test_dropin_workflow_runs(server, object_info, checkpoint):
+    """The test-bed drop-in graph as queued from the UI: plain KSampler (uni_pc) behind RhymeFlow Accelerate, beside
+    the dense KSampler; the realised step map reaches the Stats node's UI output with keyframe-only passes."""
+    prompt = ui_to_api(json.loads(DROPIN_TESTBED.read_text()), object_info)
+    run = server.run(prompt)
+    assert run.ok(), run.error()
+    stats = run.outputs[_find(prompt, "RhymeFlowStats")]["rhymeflow_stats"][0]
+    accelerate = prompt[_find(prompt, "RhymeFlowAccelerate")]["inputs"]
+    ksampler = prompt[_find(prompt, "KSampler", model="RhymeFlowAccelerate")]["inputs"]
+    frames = prompt[_find(prompt, "RhymeFlowTestbedEmptyLatent")]["inputs"]["frames"]
+    assert stats["entry"] == "dropin" and stats["sampler"] == ksampler["sampler_name"] == "uni_pc"
+    assert stats["frames"] == frames and stats["steps"] == ksampler["steps"] and len(stats["keyframes"]) == accelerate["budget"]
+    assert stats["keyframe_passes"] > 0 and stats["calls"]["keyframe"] > 0 and stats["flop_speedup"] > 1
+    compare = run.outputs[_find(prompt, "RhymeFlowCompare")]["rhymeflow_compare"][0]
+    assert len(compare["psnr_frames"]) == frames and compare["psnr_mean"] > 15, compare
+
 
 def test_try_it_now_runs(server, object_info, checkpoint, testbed_prompt):
     run = server.run(testbed_prompt)
