@@ -46,9 +46,9 @@ class PatchConfig:
 
     def validate(self) -> None:
         if self.context_mode not in CONTEXT_MODES:
-            raise ValueError(f"RhymeFlow Projection Patch: context_mode={self.context_mode!r}; accepted: {', '.join(CONTEXT_MODES)}")
+            raise ValueError(f"context_mode={self.context_mode!r}; accepted: {', '.join(CONTEXT_MODES)}")
         if self.cache_dtype not in ("auto", "float16", "bfloat16", "float32"):
-            raise ValueError(f"RhymeFlow Projection Patch: cache_dtype={self.cache_dtype!r}; accepted: auto, float16, bfloat16, float32")
+            raise ValueError(f"cache_dtype={self.cache_dtype!r}; accepted: auto, float16, bfloat16, float32")
         ContextCache(self.placement)  # validates placement
 
     def torch_cache_dtype(self) -> torch.dtype | None:
@@ -104,7 +104,7 @@ class RhymeFlowHolder:
     def __init__(self, config: PatchConfig, adapter):
         config.validate()
         if config.context_mode not in adapter.context_modes:
-            raise ValueError(f"RhymeFlow Projection Patch: context_mode={config.context_mode!r} is not implemented for "
+            raise ValueError(f"context_mode={config.context_mode!r} is not implemented for "
                              f"{adapter.family}; accepted: {', '.join(adapter.context_modes)}")
         self.config = config
         self.adapter = adapter

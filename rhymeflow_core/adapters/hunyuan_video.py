@@ -67,10 +67,10 @@ class HunyuanVideoAdapter:
     def check_model(self, dit: torch.nn.Module) -> None:
         """Refuse models whose blocks or token layout this adapter cannot run exactly."""
         if type(dit).__name__ != "HunyuanVideo" or not hasattr(dit, "double_blocks"):
-            raise ValueError(f"RhymeFlow Projection Patch: model {type(dit).__name__} is not a HunyuanVideo DiT; supported: {SUPPORTED}")
+            raise ValueError(f"model {type(dit).__name__} is not a HunyuanVideo DiT; supported: {SUPPORTED}")
         patch = list(dit.patch_size)
         if len(patch) != 3 or patch[0] != 1:
-            raise ValueError(f"RhymeFlow Projection Patch: this HunyuanVideo-class model has patch size {patch} (an image model such as "
+            raise ValueError(f"this HunyuanVideo-class model has patch size {patch} (an image model such as "
                              f"HunyuanImage 2.1 has no frames); keyframe-only passes need one token frame per latent frame; "
                              f"supported: {SUPPORTED}")
 

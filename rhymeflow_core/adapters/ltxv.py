@@ -72,7 +72,7 @@ class LTXVAdapter:
         blocks = getattr(dit, "transformer_blocks", None)
         if (type(dit).__name__ != "LTXVModel" or not blocks or not hasattr(blocks[0], "scale_shift_table")
                 or not hasattr(blocks[0], "attn1")):
-            raise ValueError(f"RhymeFlow Projection Patch: model {type(dit).__name__} is not a plain LTX-Video DiT; "
+            raise ValueError(f"model {type(dit).__name__} is not a plain LTX-Video DiT; "
                              f"supported: {SUPPORTED}")
 
     def model_dims(self, dit: torch.nn.Module, x: torch.Tensor, text_tokens: int) -> ModelDims:

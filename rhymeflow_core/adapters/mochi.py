@@ -55,7 +55,7 @@ class MochiAdapter:
         blocks = getattr(dit, "blocks", None)
         if type(dit).__name__ != "AsymmDiTJoint" or not blocks or not all(
                 hasattr(b, "mod_x") and hasattr(b, "update_y") and hasattr(getattr(b, "attn", None), "qkv_y") for b in blocks):
-            raise ValueError(f"RhymeFlow Projection Patch: model {type(dit).__name__} is not a Mochi DiT with asymmetric joint "
+            raise ValueError(f"model {type(dit).__name__} is not a Mochi DiT with asymmetric joint "
                              f"blocks; supported: {SUPPORTED}")
 
     def model_dims(self, dit: torch.nn.Module, x: torch.Tensor, text_tokens: int) -> ModelDims:

@@ -53,9 +53,9 @@ class WanAdapter:
         """Refuse models whose blocks this adapter cannot run exactly."""
         blocks = getattr(dit, "blocks", None)
         if type(dit).__name__ != "WanModel" or blocks is None or not hasattr(blocks[0], "modulation"):
-            raise ValueError(f"RhymeFlow Projection Patch: model {type(dit).__name__} is not a plain Wan DiT; supported: {SUPPORTED}")
+            raise ValueError(f"model {type(dit).__name__} is not a plain Wan DiT; supported: {SUPPORTED}")
         if getattr(dit, "ref_conv", None) is not None:
-            raise ValueError("RhymeFlow Projection Patch: Wan models with a reference-image input (Fun-Control / ref_conv) are "
+            raise ValueError("Wan models with a reference-image input (Fun-Control / ref_conv) are "
                              f"not supported; supported: {SUPPORTED}")
 
     def model_dims(self, dit: torch.nn.Module, x: torch.Tensor, text_tokens: int) -> ModelDims:
