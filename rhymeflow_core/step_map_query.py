@@ -1,6 +1,6 @@
 """The planned step map for the UI widget: a query of node settings in, the map's JSON out.
 
-The step-map widget on "RhymeFlow Async Sampler" redraws as the user edits the sampler and keyframe
+The step-map widget on "RhymeFlow Async Sampler" and "RhymeFlow Accelerate" redraws as the user edits the schedule and keyframe
 settings. It asks ``GET /rhymeflow/step_map`` (``nodes/routes.py``), which calls
 ``planned_step_map`` here, so the schedule is computed by the same ``build_step_map`` the sampler
 runs and the widget never re-implements it.
@@ -22,7 +22,8 @@ import torch
 
 from .keyframes import STRATEGIES, KeyframePlan, parse_frame_list, select_keyframes
 from .flow import simple_sigmas
-from .presets import MIN_STEPS, PRESETS, preset_schedule
+from .engine import resolve_schedule
+from .presets import MIN_STEPS, PRESETS
 from .flops import WAN_DIMS, flop_ideal_speedup
 from .schedule import ScheduleConfig, build_step_map
 
@@ -101,19 +102,18 @@ def schedule_from_query(query: Mapping[str, Any], steps: int) -> tuple[str, Sche
             f"steps={steps} is too few for skipping to pay off (few-step distilled runs have nothing to skip); "
             f"use at least {MIN_STEPS} steps"
         )
+    custom = None
     if preset == "custom":
         defaults = ScheduleConfig()
-        cfg = ScheduleConfig(
+        custom = ScheduleConfig(
             warmup=_int(query, "warmup", defaults.warmup, 0, MAX_STEPS),
             n_small=_int(query, "n_small", defaults.n_small, 0, MAX_STEPS),
             n_large=_int(query, "n_large", defaults.n_large, 0, MAX_STEPS),
         )
-    else:
-        shift = _float(query, "shift", DEFAULT_SHIFT)
-        if not 0.1 <= shift <= 100:
-            raise _QueryError(f"shift={shift} must lie in 0.1..100")
-        cfg = preset_schedule(preset, simple_sigmas(steps, shift))
-    cfg.validate(steps)
+    shift = _float(query, "shift", DEFAULT_SHIFT)
+    if not 0.1 <= shift <= 100:
+        raise _QueryError(f"shift={shift} must lie in 0.1..100")
+    cfg = resolve_schedule(preset, simple_sigmas(steps, shift).tolist(), "wan", custom)  # the run's own resolution
     return preset, cfg
 
 
