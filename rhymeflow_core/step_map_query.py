@@ -1,7 +1,7 @@
 """The planned step map for the UI widget: a query of node settings in, the map's JSON out.
 
-The step-map widget on "RhymeFlow Async Sampler" and "RhymeFlow Accelerate" redraws as the user edits the schedule and keyframe
-settings. It asks ``GET /rhymeflow/step_map`` (``nodes/routes.py``), which calls
+The step-map widget on "RhymeFlow Async Sampler" and "RhymeFlow Accelerate" redraws as the user edits the
+schedule and keyframe settings. It asks ``GET /rhymeflow/step_map`` (``nodes/routes.py``), which calls
 ``planned_step_map`` here, so the schedule is computed by the same ``build_step_map`` the sampler
 runs and the widget never re-implements it.
 

@@ -57,6 +57,7 @@ def _accelerate(pack, model, **kw):
     return pack.dropin_node.execute(model, **args).args[0]
 
 
+@torch.inference_mode()  # as ComfyUI executes nodes
 def _ksampler(model, conds, sampler, seed=0, **kw):
     import nodes as comfy_nodes
 

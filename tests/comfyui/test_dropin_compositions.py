@@ -43,6 +43,7 @@ def _accelerate(pack, model):
                                     n_small=2, n_large=3, placement="device", cache_dtype="auto").args[0]
 
 
+@torch.inference_mode()  # as ComfyUI executes nodes
 def _ksampler(model, conds):
     import nodes as comfy_nodes
 
