@@ -8,7 +8,6 @@ from ..rhymeflow_core.dropin import DropinConfig
 from ..rhymeflow_core.keyframes import STRATEGIES, KeyframePlan
 from ..rhymeflow_core.patch import CONTEXT_MODES, PatchConfig
 from ..rhymeflow_core.presets import MIN_STEPS, PRESETS
-from ..rhymeflow_core.schedule import ScheduleConfig
 from . import glue
 from .common import ADVANCED, CATEGORY, Keyframes
 from .patch_node import CACHE_DTYPES
@@ -61,14 +60,10 @@ class RhymeFlowAccelerate(io.ComfyNode):
     @classmethod
     def execute(cls, model, preset, strategy, budget, context_mode, warmup, n_small, n_large, placement, cache_dtype,
                 keyframes=None) -> io.NodeOutput:
-        for name, value, accepted in (("preset", preset, PRESETS), ("strategy", strategy, AUTO_STRATEGIES),
-                                      ("context_mode", context_mode, CONTEXT_MODES), ("placement", placement, PLACEMENTS),
-                                      ("cache_dtype", cache_dtype, CACHE_DTYPES)):
-            if value not in accepted:
-                raise ValueError(f"{glue.DROPIN_NODE}: input '{name}' = {value!r}; accepted: {', '.join(accepted)}")
-        custom = ScheduleConfig(warmup=int(warmup), n_small=int(n_small), n_large=int(n_large))
-        with glue.node_errors(glue.DROPIN_NODE):
-            custom.validate(int(warmup) + 1)  # step-free checks now (stride order); the step count is checked per run
+        glue.check_choices(glue.DROPIN_NODE, {"preset": (preset, PRESETS), "strategy": (strategy, AUTO_STRATEGIES),
+                                              "context_mode": (context_mode, CONTEXT_MODES), "placement": (placement, PLACEMENTS),
+                                              "cache_dtype": (cache_dtype, CACHE_DTYPES)})
+        custom = glue.check_strides(glue.DROPIN_NODE, warmup, n_small, n_large) if preset == "custom" else DropinConfig().custom
         plan = keyframes if keyframes is not None else KeyframePlan(strategy=strategy, budget=int(budget))
         config = PatchConfig(context_mode=context_mode, placement=placement, cache_dtype=cache_dtype)
         hidden = getattr(cls, "hidden", None)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from ..rhymeflow_core import install
 from ..rhymeflow_core.dropin import DropinConfig, DropinHolder
@@ -29,7 +29,8 @@ STATS_NODE = "RhymeFlow Stats"
 DROPIN_NODE = "RhymeFlow Accelerate"
 STATS_EVENT = "rhymeflow.stats"
 
-__all__ = ["holder_of", "model_adapter", "patch_model", "accelerate_model", "sample_rhymeflow_node", "node_errors"]
+__all__ = ["holder_of", "model_adapter", "patch_model", "accelerate_model", "sample_rhymeflow_node", "node_errors",
+           "check_choices", "check_strides"]
 
 
 @contextmanager
@@ -42,6 +43,21 @@ def node_errors(node: str) -> Iterator[None]:
         if text.startswith("RhymeFlow"):
             raise
         raise ValueError(f"{node}: {text}") from None
+
+
+def check_choices(node: str, choices: dict[str, tuple[object, Sequence[str]]]) -> None:
+    """Combo inputs against what is accepted (an API prompt can send anything): ``{input: (value, accepted)}``."""
+    for name, (value, accepted) in choices.items():
+        if value not in accepted:
+            raise ValueError(f"{node}: input '{name}' = {value!r}; accepted: {', '.join(accepted)}")
+
+
+def check_strides(node: str, warmup: int, n_small: int, n_large: int) -> ScheduleConfig:
+    """The custom schedule's step-free rules (integers, warm-up >= 1, strides only grow), checked by core once."""
+    custom = ScheduleConfig(warmup=int(warmup), n_small=int(n_small), n_large=int(n_large))
+    with node_errors(node):
+        custom.validate(custom.warmup + 1)  # any step count above the warm-up: the run checks its own
+    return custom
 
 
 def model_adapter(model):

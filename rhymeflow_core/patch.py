@@ -155,8 +155,8 @@ def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control
         return executor(x, t, c_concat, c_crossattn, control, to, **kwargs)
     adapter = holder.adapter
     if control is not None:
-        raise ValueError("RhymeFlow: ControlNet inputs are not supported with keyframe-only passes; remove the ControlNet "
-                         "or sample this model with a standard sampler")
+        raise ValueError("RhymeFlow: ControlNet inputs are not supported with keyframe-only passes; remove the ControlNet, "
+                         "or sample without RhymeFlow (bypass RhymeFlow Accelerate, or use a standard sampler instead of the Async Sampler)")
     adapter.prepare_call(kwargs, run)
     dit = executor.class_obj.diffusion_model
     run.dit = dit

@@ -60,18 +60,23 @@ class RunResult:
     @property
     def estimated_speedup(self) -> float:
         """Dense time estimated from this run's own full calls (calls x mean full-call time) over DiT time."""
-        full_calls = self.calls["full"] + self.calls["record"]
-        if full_calls == 0:
+        if self.full_calls == 0:
             return 1.0
-        mean_full = (self.seconds["full"] + self.seconds["record"]) / full_calls
+        mean_full = (self.seconds["full"] + self.seconds["record"]) / self.full_calls
         return sum(self.calls.values()) * mean_full / max(self.dit_seconds, 1e-9)
 
     @property
+    def full_calls(self) -> int:
+        return self.calls["full"] + self.calls["record"]
+
+    @property
     def flop_speedup(self) -> float | None:
-        """Dense FLOPs over RhymeFlow FLOPs for this step map at the model's real dims (an upper bound on the gain)."""
+        """Dense FLOPs over RhymeFlow FLOPs of the DiT calls this run made, at the model's real dims (an upper bound on
+        the gain). Counted by call, not by step: a sampler with several calls per step (heun) pays a full pass for
+        every call that lands on a warm-up or sync step, its predictor's call at a sync sigma included."""
         if self.dims is None:
             return None
-        return flop_ideal_from_counts(self.full_passes, self.keyframe_passes, len(self.keyframes), self.dims,
+        return flop_ideal_from_counts(self.full_calls, self.calls["keyframe"], len(self.keyframes), self.dims,
                                       kv_cached=self.context_mode == "kv")
 
     def to_dict(self) -> dict:
@@ -142,7 +147,7 @@ def join_expert_results(first: RunResult, second: RunResult) -> dict:
                   for label, start, n, p in zip(("high-noise expert", "low-noise expert"), (0, steps[0]), steps, parts)],
     )
     if first.dims is not None and second.dims is not None:  # each run's dense FLOPs over its speed-up is its cost
-        dense = [(p.full_passes + p.keyframe_passes) * pass_flops(p.dims, p.dims.frames) for p in parts]
+        dense = [sum(p.calls.values()) * pass_flops(p.dims, p.dims.frames) for p in parts]
         out["flop_speedup"] = round(sum(dense) / sum(f / p.flop_speedup for f, p in zip(dense, parts)), 3)
     else:
         out["flop_speedup"] = None

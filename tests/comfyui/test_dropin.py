@@ -124,6 +124,12 @@ def test_every_sampler_runs_keyframe_only_passes_close_to_the_async_path(pack, t
     short = [n for n in seen if n < FRAMES]
     assert short and all(n == keyframes for n in short)  # keyframe-only DiT calls carry the keyframes only
     assert len(short) == result.calls["keyframe"] and len(seen) == sum(result.calls.values())
+    # FLOP-ideal prices the DiT calls counted by the hook; with one call per step that is the step map's figure
+    by_calls = pack.flops.flop_ideal_from_counts(len(seen) - len(short), len(short), keyframes, result.dims, kv_cached=True)
+    by_steps = pack.flops.flop_ideal_from_counts(result.full_passes, result.keyframe_passes, keyframes, result.dims, kv_cached=True)
+    assert result.flop_speedup == pytest.approx(by_calls) and result.flop_speedup > 1.0
+    if len(seen) == STEPS:
+        assert by_calls == pytest.approx(by_steps)
     theirs, _ = _async(pack, testbed, conds, _plan(pack))
     async_psnr = _psnr(theirs, _ksampler(testbed, conds, "euler"))
     assert torch.isfinite(ours).all()

@@ -166,7 +166,7 @@ def test_sampler_custom_schedule_error(pack, wan):
     m = _patched(pack, wan)
     with pytest.raises(ValueError, match=r"RhymeFlow Async Sampler: preset=custom at 10 steps: warmup=10 must be smaller"):
         _sample(pack, m, _rf_sampler(pack, preset="custom", warmup=10))
-    with pytest.raises(ValueError, match=r"input 'n_large' = 1 is below n_small = 2"):
+    with pytest.raises(ValueError, match=r"RhymeFlow Async Sampler: n_large=1 must be at least n_small=2"):
         _rf_sampler(pack, preset="custom", n_large=1)
 
 
