@@ -95,11 +95,11 @@ def sampler_sample_wrapper(executor, guider, sigmas, extra_args, callback, noise
     cfg = holder.dropin
     try:
         schedule = _check_run(holder, executor.class_obj, extra_args.get("model_options", {}), noise, sigmas)
+        engine = Engine(holder, sigmas.tolist(), noise.shape[2], schedule, cfg.plan,  # validates the plan on these frames
+                        settings={"entry": "dropin", "node": cfg.node_id, "sampler": name, "preset": cfg.preset,
+                                  "strategy": cfg.plan.strategy})
     except ValueError as exc:
         raise ValueError(f"{cfg.node}: {exc}") from None
-    engine = Engine(holder, sigmas.tolist(), noise.shape[2], schedule, cfg.plan,
-                    settings={"entry": "dropin", "node": cfg.node_id, "sampler": name, "preset": cfg.preset,
-                              "strategy": cfg.plan.strategy})
     try:
         out = executor(guider, sigmas, extra_args, callback, noise, *args, **kwargs)
         result = engine.finish()
@@ -124,7 +124,6 @@ def _check_run(holder: DropinHolder, sampler, options: dict, noise: torch.Tensor
                          "windows of frames, while keyframe-only passes need every frame in each call; use one of the two "
                          "(RhymeFlow already cuts the cost of long videos)")
     check_video_latent(noise.shape)
-    holder.dropin.plan.validate(noise.shape[2])
     return resolve_schedule(holder.dropin.preset, sigmas.tolist(), holder.adapter.family, holder.dropin.custom)
 
 

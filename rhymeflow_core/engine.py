@@ -60,6 +60,13 @@ def check_video_latent(shape: Sequence[int]) -> None:
         raise ValueError(f"the latent has {shape[2]} frames; RhymeFlow needs at least 3 latent frames")
 
 
+def check_flow(model_sampling) -> None:
+    """RhymeFlow's projection assumes straight (rectified-flow) trajectories: ComfyUI's ``CONST`` sampling only."""
+    if "CONST" not in {c.__name__ for c in type(model_sampling).__mro__}:
+        raise ValueError(f"model_sampling {type(model_sampling).__name__} is not supported; RhymeFlow needs a flow model "
+                         "(ComfyUI CONST: Wan, HunyuanVideo, LTX-Video, Mochi)")
+
+
 class Engine:
     """One RhymeFlow run on a patched MODEL's holder (``patch.RhymeFlowHolder``); ``close()`` in a ``finally``."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from . import adapters
 from .dropin import DropinConfig, DropinHolder, apply_model_wrapper_dropin, post_cfg_capture, sampler_sample_wrapper
+from .engine import check_flow
 from .patch import KEY, BlockPatch, PatchConfig, RhymeFlowHolder, apply_model_wrapper
 
 
@@ -48,13 +49,6 @@ def _check_unpatched(model) -> None:
         raise ValueError(f"input 'model' already has {kind}; RhymeFlow is installed once per MODEL: remove one of the two")
 
 
-def _check_flow(model) -> None:
-    ms = model.get_model_object("model_sampling")
-    if "CONST" not in {c.__name__ for c in type(ms).__mro__}:
-        raise ValueError(f"input 'model' samples as {type(ms).__name__}; RhymeFlow needs a flow model (ComfyUI CONST: "
-                         "Wan, HunyuanVideo, LTX-Video, Mochi)")
-
-
 def _install(model, holder: RhymeFlowHolder, apply_model):
     import comfy.patcher_extension
 
@@ -78,7 +72,10 @@ def accelerate_model(model, config: PatchConfig, dropin: DropinConfig):
     import comfy.patcher_extension
 
     _check_unpatched(model)
-    _check_flow(model)
+    try:
+        check_flow(model.get_model_object("model_sampling"))
+    except ValueError as exc:
+        raise ValueError(f"input 'model': {exc}") from None
     m = _install(model, DropinHolder(config, model_adapter(model), dropin), apply_model_wrapper_dropin)
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, KEY, sampler_sample_wrapper)
     m.set_model_sampler_post_cfg_function(post_cfg_capture)

@@ -217,6 +217,11 @@ def test_requeue_after_an_interrupt_is_bit_identical(pack, testbed, conds):
 
 def test_refusals_name_the_node_and_what_works(pack, testbed, conds):
     from comfy_extras.nodes_easycache import EasyCacheNode
+    from comfy_extras.nodes_model_advanced import ModelSamplingDiscrete
+
+    eps = ModelSamplingDiscrete().patch(testbed, "eps", False)[0]
+    with pytest.raises(ValueError, match=r"RhymeFlow Accelerate: input 'model': model_sampling \w+ is not supported; .*flow model"):
+        _accelerate(pack, eps)
 
     model = _accelerate(pack, testbed)
     with pytest.raises(ValueError, match=r"RhymeFlow Accelerate: input 'model' already has the drop-in"):
