@@ -178,6 +178,26 @@ def test_two_expert_ksampler_advanced_syncs_cleanly_at_the_switch(pack, testbed,
     assert [(s["start"], s["steps"]) for s in ui["segments"]] == [(0, len(first.roles[0])), (len(first.roles[0]), len(second.roles[0]))]
 
 
+def test_denoise_below_one_and_a_batch_of_two(pack, testbed, conds):
+    """denoise < 1 samples the tail of a longer schedule (a run not from noise: one full pass, then syncs); a batch
+    of two latents shares one keyframe choice and holds each sample's (and CFG branch's) own predictions."""
+    import nodes as comfy_nodes
+
+    model = _accelerate(pack, testbed)
+    holder = pack.glue.holder_of(model)
+    with torch.inference_mode():
+        start = {"samples": torch.randn(1, 16, FRAMES, 16, 16, generator=torch.Generator().manual_seed(1))}
+        out = comfy_nodes.common_ksampler(model, 0, STEPS, CFG, "uni_pc", "simple", *conds, start, denoise=0.6)[0]["samples"]
+    result = holder.last_result
+    assert result.sigma_start < pack.presets.TOP_SIGMA and result.schedule.warmup == 1 and result.keyframe_passes > 0
+    assert torch.isfinite(out).all()
+    with _frame_counts(model) as seen, torch.inference_mode():
+        pair = comfy_nodes.common_ksampler(model, 0, STEPS, CFG, "dpmpp_2m", "simple", *conds,
+                                           {"samples": torch.zeros(2, 16, FRAMES, 16, 16)})[0]["samples"]
+    assert pair.shape[0] == 2 and torch.isfinite(pair).all() and not torch.equal(pair[0], pair[1])
+    assert holder.last_result.calls["keyframe"] == sum(n < FRAMES for n in seen) > 0
+
+
 def _snapshot(model):
     to = model.model_options.get("transformer_options", {})
     return (sorted(model.model_options), sorted(to), repr(to.get("patches_replace")), repr(to.get("wrappers")),
