@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     conds = {c: pack.tb.RhymeFlowTestbedConditioning.execute(c).args for c in pack.classes}
 
     def accelerate(model):
-        return dropin.execute(model, preset="paper", strategy="semantic", budget=a.budget, context_mode="kv", warmup=5,
+        return dropin.execute(model, preset="paper", target_speedup=1.6, strategy="semantic", budget=a.budget, context_mode="kv", warmup=5,
                               n_small=2, n_large=3, placement="device", cache_dtype="auto").args[0]
 
     def asym(model):

@@ -7,12 +7,13 @@ from ..rhymeflow_core.context_cache import PLACEMENTS
 from ..rhymeflow_core.dropin import DropinConfig
 from ..rhymeflow_core.keyframes import STRATEGIES, KeyframePlan
 from ..rhymeflow_core.patch import CONTEXT_MODES, PatchConfig
-from ..rhymeflow_core.presets import MIN_STEPS, PRESETS
+from ..rhymeflow_core.presets import DEFAULT_TARGET, MIN_STEPS, PRESETS, TARGET
 from . import glue
 from .common import ADVANCED, CATEGORY, Keyframes
 from .patch_node import CACHE_DTYPES
 
 AUTO_STRATEGIES = tuple(s for s in STRATEGIES if s != "manual")  # manual picks come from a RhymeFlow Keyframes node
+DROPIN_PRESETS = PRESETS + (TARGET,)
 
 
 class RhymeFlowAccelerate(io.ComfyNode):
@@ -29,10 +30,14 @@ class RhymeFlowAccelerate(io.ComfyNode):
                         f"at least {MIN_STEPS} steps from noise. Wan 2.2 A14B: one node per expert.",
             inputs=[
                 io.Model.Input("model", tooltip="A supported video DiT, after ModelSampling and LoRAs."),
-                io.Combo.Input("preset", options=list(PRESETS), default="paper",
+                io.Combo.Input("preset", options=list(DROPIN_PRESETS), default="paper",
                                tooltip="paper: warm up while sigma >= 0.945, strides 2-3; balanced: strides 2-4; fast: warm up "
-                                       "while sigma >= 0.96, strides 3-5; custom: the warmup/n_small/n_large inputs. Presets "
-                                       "are resolved on the sampler's own sigmas."),
+                                       "while sigma >= 0.96, strides 3-5; target: paper's warm-up and the shortest strides that "
+                                       "reach target_speedup; custom: the warmup/n_small/n_large inputs. Resolved on the "
+                                       "sampler's own sigmas."),
+                io.Float.Input("target_speedup", default=DEFAULT_TARGET, min=1.05, max=20.0, step=0.05,
+                               tooltip="preset=target only: the FLOP-ideal speed-up to reach, priced on this model at this "
+                                       "latent size (wall-clock gains are lower)."),
                 io.Combo.Input("strategy", options=list(AUTO_STRATEGIES), default="semantic",
                                tooltip="How keyframes are chosen after warm-up (ignored when 'keyframes' is connected)."),
                 io.Int.Input("budget", default=4, min=1, max=256,
@@ -58,9 +63,9 @@ class RhymeFlowAccelerate(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, preset, strategy, budget, context_mode, warmup, n_small, n_large, placement, cache_dtype,
+    def execute(cls, model, preset, target_speedup, strategy, budget, context_mode, warmup, n_small, n_large, placement, cache_dtype,
                 keyframes=None) -> io.NodeOutput:
-        glue.check_choices(glue.DROPIN_NODE, {"preset": (preset, PRESETS), "strategy": (strategy, AUTO_STRATEGIES),
+        glue.check_choices(glue.DROPIN_NODE, {"preset": (preset, DROPIN_PRESETS), "strategy": (strategy, AUTO_STRATEGIES),
                                               "context_mode": (context_mode, CONTEXT_MODES), "placement": (placement, PLACEMENTS),
                                               "cache_dtype": (cache_dtype, CACHE_DTYPES)})
         custom = glue.check_strides(glue.DROPIN_NODE, warmup, n_small, n_large) if preset == "custom" else DropinConfig().custom
@@ -68,6 +73,7 @@ class RhymeFlowAccelerate(io.ComfyNode):
         config = PatchConfig(context_mode=context_mode, placement=placement, cache_dtype=cache_dtype)
         hidden = getattr(cls, "hidden", None)
         node_id = getattr(hidden, "unique_id", None) if hidden is not None else None
-        dropin = DropinConfig(plan=plan, preset=preset, custom=custom, node=glue.DROPIN_NODE, node_id=node_id,
+        dropin = DropinConfig(plan=plan, preset=preset, custom=custom, target_speedup=float(target_speedup), node=glue.DROPIN_NODE,
+                              node_id=node_id,
                               report=functools.partial(glue.send_stats, node_id))
         return io.NodeOutput(glue.accelerate_model(model, config, dropin))

@@ -37,7 +37,8 @@ import torch
 
 from .engine import Engine, check_video_latent, resolve_schedule
 from .keyframes import KeyframePlan
-from .patch import KEY, PatchConfig, RhymeFlowHolder, apply_model_wrapper
+from .patch import DEFAULT_TEXT_TOKENS, KEY, PatchConfig, RhymeFlowHolder, apply_model_wrapper
+from .presets import DEFAULT_TARGET, TARGET, Target
 from .schedule import ScheduleConfig
 
 HELD = ("dropin", "x0")  # context-cache key of the non-keyframes' held x0 prediction
@@ -50,6 +51,7 @@ class DropinConfig:
     plan: KeyframePlan = field(default_factory=KeyframePlan)
     preset: str = "paper"
     custom: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(warmup=5))  # used when preset == "custom"
+    target_speedup: float = DEFAULT_TARGET  # used when preset == "target"
     node: str = "RhymeFlow drop-in"  # the display name run-time errors start with (nodes/ passes its own)
     node_id: str | None = None  # the node's id in the graph, so the UI gives the result to that node's widget
     report: Callable[[dict], None] | None = None  # where a finished run's ``RunResult.to_dict()`` goes (the UI event)
@@ -94,7 +96,7 @@ def sampler_sample_wrapper(executor, guider, sigmas, extra_args, callback, noise
     name = sampler_name(executor.class_obj)
     cfg = holder.dropin
     try:
-        schedule = _check_run(holder, executor.class_obj, extra_args.get("model_options", {}), noise, sigmas)
+        schedule = _check_run(holder, guider, executor.class_obj, extra_args.get("model_options", {}), noise, sigmas)
         engine = Engine(holder, sigmas.tolist(), noise.shape[2], schedule, cfg.plan,  # validates the plan on these frames
                         settings={"entry": "dropin", "node": cfg.node_id, "sampler": name, "preset": cfg.preset,
                                   "strategy": cfg.plan.strategy})
@@ -110,7 +112,7 @@ def sampler_sample_wrapper(executor, guider, sigmas, extra_args, callback, noise
         engine.close()
 
 
-def _check_run(holder: DropinHolder, sampler, options: dict, noise: torch.Tensor, sigmas: torch.Tensor) -> ScheduleConfig:
+def _check_run(holder: DropinHolder, guider, sampler, options: dict, noise: torch.Tensor, sigmas: torch.Tensor) -> ScheduleConfig:
     """Refuse what the drop-in cannot run (plain field errors); the run's schedule otherwise."""
     to = options.get("transformer_options", {})
     if getattr(getattr(sampler, "sampler_function", None), "rhymeflow_async", False):
@@ -124,7 +126,20 @@ def _check_run(holder: DropinHolder, sampler, options: dict, noise: torch.Tensor
                          "windows of frames, while keyframe-only passes need every frame in each call; use one of the two "
                          "(RhymeFlow already cuts the cost of long videos)")
     check_video_latent(noise.shape)
-    return resolve_schedule(holder.dropin.preset, sigmas.tolist(), holder.adapter.family, holder.dropin.custom)
+    cfg = holder.dropin
+    target = None
+    if cfg.preset == TARGET:  # priced on this model at this latent and prompt length
+        dims = holder.adapter.model_dims(guider.model_patcher.model.diffusion_model, noise, _text_tokens(guider))
+        target = Target(cfg.target_speedup, dims, cfg.plan.keyframe_count(), holder.config.context_mode == "kv")
+    return resolve_schedule(cfg.preset, sigmas.tolist(), holder.adapter.family, cfg.custom, target)
+
+
+def _text_tokens(guider) -> int:
+    """Length of the positive prompt's text context (the FLOP model's default when the guider holds none)."""
+    try:
+        return int(guider.conds["positive"][0]["model_conds"]["c_crossattn"].cond.shape[1])
+    except (KeyError, IndexError, AttributeError, TypeError):
+        return DEFAULT_TEXT_TOKENS
 
 
 def post_cfg_capture(args: dict) -> torch.Tensor:

@@ -29,15 +29,21 @@ Select = Callable[[torch.Tensor], tuple[list[int], list[float]]]
 SIGMA_RTOL = 1e-4  # a model call's sigma may come back through a solver's own time variable (uni_pc): float drift
 
 
-def resolve_schedule(preset: str, sigmas: Sequence[float], family: str = "wan",
-                     custom: ScheduleConfig | None = None) -> ScheduleConfig:
-    """The schedule of a run: a named preset resolved on the run's ``sigmas``, or ``custom`` (``preset="custom"``).
+def resolve_schedule(preset: str, sigmas: Sequence[float], family: str = "wan", custom: ScheduleConfig | None = None,
+                     target: presets.Target | None = None) -> ScheduleConfig:
+    """The schedule of a run: a named preset resolved on the run's ``sigmas``, ``custom`` (``preset="custom"``) or the
+    shortest strides reaching ``target`` (``preset="target"``, the drop-in's).
 
     Raises ``ValueError`` naming the field; nodes prefix their display name.
     """
     steps = len(sigmas) - 1
-    if preset not in presets.PRESETS:
-        raise ValueError(f"preset={preset!r}; accepted: {', '.join(presets.PRESETS)}")
+    accepted = presets.PRESETS + (presets.TARGET,)
+    if preset not in accepted:
+        raise ValueError(f"preset={preset!r}; accepted: {', '.join(accepted)}")
+    if preset == presets.TARGET:
+        if target is None:
+            raise ValueError("preset=target needs a target speed-up")
+        return presets.target_schedule(target.speedup, sigmas, family, target.dims, target.keyframes, target.kv_cached)
     if preset != "custom":
         return presets.preset_schedule(preset, sigmas, family)
     if custom is None:

@@ -190,3 +190,15 @@ def test_shift_moves_the_planned_warm_up_as_the_sampler_would():
     assert at8["schedule"]["warmup"] == preset_schedule("paper", simple_sigmas(30, 8.0)).warmup > 5
     assert "shift=0.0 must lie in 0.1..100" in planned_step_map({"shift": "0"})["error"]
     assert "shift='x' must be a number" in planned_step_map({"shift": "x"})["error"]
+
+
+def test_target_preset_plans_the_strides_a_run_would_take():
+    from rhymeflow_core.presets import Target, target_schedule
+
+    out = planned_step_map({"preset": "target", "target_speedup": "1.5", "steps": "30", "frames": "21", "shift": "8",
+                            "strategy": "uniform", "budget": "4"})
+    assert out["error"] is None and out["flop_ideal"] >= 1.5
+    dims = dataclasses.replace(WAN_DIMS["wan2.1-1.3b-480p"], frames=21)
+    expected = target_schedule(1.5, simple_sigmas(30, 8.0).tolist(), "wan", dims, 4, True)
+    assert out["schedule"] == expected.to_dict()
+    assert "out of reach" in planned_step_map({"preset": "target", "target_speedup": "19"})["error"]

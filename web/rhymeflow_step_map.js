@@ -71,7 +71,7 @@ const MUTED = "#9ca3af";
 const ERROR = "#f87171";
 
 /** Sampler widgets sent to the route, and the Keyframes widgets. */
-const SAMPLER_PARAMS = ["preset", "warmup", "n_small", "n_large"];
+const SAMPLER_PARAMS = ["preset", "warmup", "n_small", "n_large", "target_speedup"];
 const KEYFRAME_PARAMS = ["strategy", "budget", "threshold", "manual", "force_first", "force_last"];
 
 /** @type {Set<StepMapWidget>} */
@@ -244,6 +244,7 @@ class StepMapWidget {
       delete out.n_small;
       delete out.n_large;
     }
+    if (out.preset !== "target") delete out.target_speedup; // RhymeFlow Accelerate's target preset only
     // A connected Keyframes node decides; else the drop-in's own strategy/budget widgets (absent on the sampler).
     const kf = keyframesNodeOf(this.node) ?? this.node;
     for (const name of KEYFRAME_PARAMS) out[name] = /** @type {any} */ (widgetOf(kf, name)?.value);

@@ -52,7 +52,7 @@ def _latent():
 
 
 def _accelerate(pack, model, **kw):
-    args = dict(preset="paper", strategy="uniform", budget=3, context_mode="kv", warmup=5, n_small=2, n_large=3,
+    args = dict(preset="paper", target_speedup=1.6, strategy="uniform", budget=3, context_mode="kv", warmup=5, n_small=2, n_large=3,
                 placement="device", cache_dtype="auto") | kw
     return pack.dropin_node.execute(model, **args).args[0]
 
@@ -196,6 +196,26 @@ def test_denoise_below_one_and_a_batch_of_two(pack, testbed, conds):
                                            {"samples": torch.zeros(2, 16, FRAMES, 16, 16)})[0]["samples"]
     assert pair.shape[0] == 2 and torch.isfinite(pair).all() and not torch.equal(pair[0], pair[1])
     assert holder.last_result.calls["keyframe"] == sum(n < FRAMES for n in seen) > 0
+
+
+def test_target_preset_reaches_its_flop_ideal_speedup(pack, testbed, conds):
+    """preset=target picks the paper warm-up and the shortest strides reaching target_speedup, priced on this model at
+    this latent; the run's FLOP-ideal (counted calls, real dims) meets it."""
+    model = _accelerate(pack, testbed, preset="target", target_speedup=1.4)
+    _ksampler(model, conds, "uni_pc")
+    result = pack.glue.holder_of(model).last_result
+    assert result.flop_speedup >= 1.4 and result.keyframe_passes > 0
+    expected = pack.presets.target_schedule(1.4, _run_sigmas(testbed), "wan", result.dims, len(result.keyframes), True)
+    assert result.schedule == expected
+    with pytest.raises(ValueError, match=r"RhymeFlow Accelerate: target_speedup=19.* is out of reach"):
+        _ksampler(_accelerate(pack, testbed, preset="target", target_speedup=19.0), conds, "uni_pc")
+
+
+def _run_sigmas(model) -> list[float]:
+    """The sigmas KSampler gives uni_pc at STEPS (it drops the penultimate sigma of a STEPS + 1 schedule)."""
+    import comfy.samplers
+
+    return comfy.samplers.KSampler(model, STEPS, "cpu", "uni_pc", "simple", 1.0).sigmas.tolist()
 
 
 def _snapshot(model):

@@ -39,7 +39,7 @@ def conds(pack):
 
 
 def _accelerate(pack, model):
-    return pack.dropin_node.execute(model, preset="paper", strategy="uniform", budget=3, context_mode="kv", warmup=5,
+    return pack.dropin_node.execute(model, preset="paper", target_speedup=1.6, strategy="uniform", budget=3, context_mode="kv", warmup=5,
                                     n_small=2, n_large=3, placement="device", cache_dtype="auto").args[0]
 
 
