@@ -8,7 +8,7 @@ How each column is obtained, all in this one run:
   method once per round, rounds repeated) on the same video, so machine noise hits all methods alike;
 - FLOP ratio: dense FLOPs / method FLOPs from torch's FlopCounterMode over a whole sampling run
   (attention included, see ``rhymeflow_core.flops``);
-- FLOP-ideal: the step map's prediction (``schedule.flop_ideal_speedup``) for this model's sizes;
+- FLOP-ideal: the step map's prediction (``flops.flop_ideal_speedup``) for this model's sizes;
 - PSNR / SSIM: per frame in pixel space against dense of the same seed; mean and worst frame over
   ``--videos`` videos (classes cycled, seeds 0..);
 - peak MB: peak of live tensor bytes during one run (``rhymeflow_core.memory``: CUDA allocator or CPU profiler);
@@ -47,7 +47,8 @@ from rhymeflow_core.metrics import psnr_per_frame, ssim_per_frame  # noqa: E402
 from rhymeflow_core.patch import PatchConfig  # noqa: E402
 from rhymeflow_core.presets import preset_schedule  # noqa: E402
 from rhymeflow_core.sampler import sample_dense, sample_rhymeflow  # noqa: E402
-from rhymeflow_core.schedule import FAMILY_DIMS, WAN_DIMS, ModelDims, attention_share, build_step_map, flop_ideal_speedup  # noqa: E402
+from rhymeflow_core.flops import FAMILY_DIMS, WAN_DIMS, ModelDims, attention_share, flop_ideal_speedup  # noqa: E402
+from rhymeflow_core.schedule import build_step_map  # noqa: E402
 from rhymeflow_core.testbed import pseudo_vae  # noqa: E402
 from rhymeflow_core.testbed.conditioning import TEXT_TOKENS  # noqa: E402
 from rhymeflow_core.testbed.model_io import DEFAULT_DIR, TRAIN_SHIFT, load_model  # noqa: E402
@@ -150,7 +151,7 @@ def measure_quality(methods: list[Method], ref_videos: list[torch.Tensor], model
             videos.append(v)
             psnr.append(psnr_per_frame(ref_v, v))
             ssim.append(ssim_per_frame(ref_v, v))
-            stats = stats or (holder.last_stats if holder is not None else None)
+            stats = stats or (holder.last_result.to_dict() if holder is not None and holder.last_result is not None else None)
         p, s = torch.cat(psnr), torch.cat(ssim)
         m.result.update(psnr_mean=float(p.mean()), psnr_worst=float(p.min()), ssim_mean=float(s.mean()), ssim_worst=float(s.min()),
                         **no_reference_quality(videos, jobs, clf))
@@ -298,7 +299,7 @@ def main(argv: list[str] | None = None) -> None:
             sched = ReductionSchedule.load(args.asymrnr)
             methods += [asymrnr_only(steps, sched), rhymeflow(steps, "fast", args.budget, "kv", dims=dims, asymrnr=sched)]
         else:
-            print(f"(no AsymRnR schedule at {args.asymrnr}: AsymRnR rows skipped; calibrate with python -m rhymeflow_core.asymrnr.calibrate)")
+            print(f"(no AsymRnR schedule at {args.asymrnr}: AsymRnR rows skipped; calibrate with python -m rhymeflow_core.testbed.calibrate_asymrnr)")
         data = [pseudo_vae.decode(pseudo_vae.encode(render_video(VideoSpec(j.cls, 700 + k, args.frames))[0][None]))[0] for k, j in enumerate(jobs)]
         data_quality = no_reference_quality(data, jobs, clf)
         print(f"\ngenerator videos of the same scenes: adjacent-frame PSNR {data_quality['adjacent_psnr']:.1f} dB, "

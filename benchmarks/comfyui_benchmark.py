@@ -234,7 +234,7 @@ class Bench:
         holder = pack.glue.holder_of(patched)
 
         def after(_lines):
-            s = holder.last_stats
+            s = holder.last_result.to_dict()
             return {"full_passes": s["full_passes"], "keyframe_passes": s["keyframe_passes"], "keyframes": s["keyframes"]}
 
         name = f"rhymeflow {preset} (Tw{sched.warmup} {sched.n_small}-{sched.n_large} M{a.budget}) kv"

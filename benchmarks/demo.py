@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         t_ours = time.perf_counter() - t0
         v_dense, v_ours = pseudo_vae.decode(dense)[0], pseudo_vae.decode(ours)[0]
         fid = fidelity(v_dense, v_ours)
-        st = holder.last_stats
+        st = holder.last_result.to_dict()
         rows.append((CLASSES[cls], "dense", args.steps, args.steps, 0, t_dense, 1.0, "-", "-", "-"))
         rows.append((CLASSES[cls], f"rhymeflow/{args.preset}", args.steps, st["full_passes"], st["keyframe_passes"], t_ours,
                      t_dense / t_ours, f"{fid['psnr_mean']:.2f}", f"{fid['psnr_min']:.2f}", str(st["keyframes"])))

@@ -297,7 +297,7 @@ class Runner:
             self.results[(c.name, "run_dense")] = row
             row.update(wall_x=1.0, flop_x=1.0, wall_over_flop=1.0, note=f"reference; {p['steps']} full passes")
             return [row]
-        st = holder.last_stats
+        st = holder.last_result.to_dict()
         ideal = flop_ideal_from_counts(st["full_passes"], st["keyframe_passes"], len(st["keyframes"]), c.dims, kv_cached=True)
         dense = self.results.get((c.name, "run_dense"))
         wall_x = dense["time_s"] / seconds if dense else None

@@ -7,16 +7,15 @@ exactly what a GPU run would do and roughly how long it would take, and the runn
 longer fits its time budget. The estimates are assumptions, not measurements; a GPU run records each
 task's measured seconds next to its estimate in the JSON, so the constants below can be corrected.
 
-This module is the benchmark's one import site for the FLOP model (``rhymeflow_core.schedule`` today;
-the engine refactor of issue #11 may move it to ``rhymeflow_core.flops``: change the import below).
+This module is the benchmark's one import site for the FLOP model (``rhymeflow_core.flops``) and the step map.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 
-from rhymeflow_core.schedule import (  # noqa: F401  the FLOP model (may move, #11); re-exported to gpu_benchmark
-    FAMILY_DIMS, WAN_DIMS, ModelDims, build_step_map, flop_ideal_from_counts, pass_flops)
+from rhymeflow_core.flops import FAMILY_DIMS, WAN_DIMS, ModelDims, flop_ideal_from_counts, pass_flops  # noqa: F401  re-exported
+from rhymeflow_core.schedule import build_step_map  # noqa: F401  re-exported to gpu_benchmark
 
 # Assumptions behind every estimate (stated in the dry-run output and the JSON).
 ASSUMED = {

@@ -1,5 +1,5 @@
 """AsymRnR nodes: asymmetric token reduction in Wan self-attention (MODEL -> MODEL), its calibration on the
-user's own model, and what the last run reduced.
+user's own model, and what the last run reduced. Installing is ``rhymeflow_core/asymrnr/install.py``.
 
 Calibration in a graph: AsymRnR Calibrate gives a MODEL with a recorder (dense, bit-exact with its input) and
 a calibration handle; sample once with that MODEL and a standard sampler (euler); AsymRnR Schedule, fed the
@@ -19,19 +19,17 @@ to the latest run of any model sharing its state, and says so).
 """
 from __future__ import annotations
 
-import logging
 import os
-import weakref
 
 from comfy_api.latest import io
 
-from ..rhymeflow_core.asymrnr import KEY, AsymRnRState, ReductionSchedule, grid_wrapper, make_override
-from ..rhymeflow_core.asymrnr import sources
+from ..rhymeflow_core.asymrnr import AsymRnRState, ReductionSchedule, sources
+from ..rhymeflow_core.asymrnr.install import check_model, install, last_run, measurement_of, state_of
 from ..rhymeflow_core.asymrnr.matching import DEFAULT_STRIDE
 from ..rhymeflow_core.keyframes import clip_text
 from .common import ADVANCED, Schema
+from .glue import node_errors
 
-log = logging.getLogger("rhymeflow")
 
 AsymRnRSchedule = io.Custom("ASYMRNR_SCHEDULE")
 AsymRnRCalibration = io.Custom("ASYMRNR_CALIBRATION")
@@ -42,106 +40,6 @@ SCHEDULE_NODE = "AsymRnR Schedule"
 STATS_NODE = "AsymRnR Stats"
 SOURCES = ("uniform", "testbed", "file", "input")
 
-# results of finished runs, never run state: sampled ModelPatcher -> record, and state -> latest record
-_RUNS_BY_MODEL: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-_RUNS_BY_STATE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-# ------------------------------------------------------------------------------------------ glue
-
-def outer_sample_wrapper(executor, *args, **kwargs):
-    """OUTER_SAMPLE wrapper keyed "asymrnr": a fresh run state before sampling, none left after it."""
-    guider = executor.class_obj
-    state = guider.model_options.get("transformer_options", {}).get(KEY)
-    if not isinstance(state, AsymRnRState):
-        return executor(*args, **kwargs)
-    sigmas = args[3] if len(args) > 3 else kwargs.get("sigmas")
-    calibrating = state.recorder is not None
-    if calibrating:  # one measurement per run, sized for this run's steps
-        from ..rhymeflow_core.asymrnr.calibrate import RedundancyRecorder
-
-        steps = max(1, len(sigmas) - 1)
-        state.recorder = RedundancyRecorder(state.schedule.num_blocks, steps)
-        state.schedule = ReductionSchedule.uniform(state.schedule.num_blocks, steps, dst_stride=state.schedule.dst_stride)
-    state.reset()
-    state.grid = None
-    done = False
-    try:
-        out = executor(*args, **kwargs)
-        done = True
-        return out
-    finally:
-        if done:
-            record = {"stats": state.stats.summary()}
-            if calibrating:
-                record["measurement"] = state.recorder.to_dict(seed=state.seed, dst_stride=list(state.schedule.dst_stride))
-            _RUNS_BY_STATE[state] = record
-            try:
-                _RUNS_BY_MODEL[guider.model_patcher] = record
-            except TypeError:  # not weak-referenceable: the per-state record still serves
-                pass
-        state.reset()
-        state.grid = None
-
-
-def check_model(model, node: str) -> int:
-    """The number of DiT blocks of a ComfyUI Wan model; a clear error for anything else."""
-    import comfy.ldm.wan.model as wan
-
-    dm = getattr(getattr(model, "model", None), "diffusion_model", None)
-    if not isinstance(dm, wan.WanModel):
-        raise ValueError(f"{node}: input 'model' is a {type(dm).__name__} ({type(getattr(model, 'model', None)).__name__}); "
-                         "supported: Wan 2.1 / 2.2 DiTs (WanModel), loaded with UNETLoader or a checkpoint loader")
-    return len(dm.blocks)
-
-
-def install(model, state: AsymRnRState, node: str):
-    """A clone of ``model`` with ``state`` installed; ``model`` itself is untouched.
-
-    The override chains to whatever override the input had. If the input already carries AsymRnR directly
-    under its override, that AsymRnR is replaced (not stacked); under another pack's override, refused.
-    """
-    import comfy.patcher_extension
-
-    m = model.clone()
-    to = m.model_options.setdefault("transformer_options", {})
-    previous = to.get("optimized_attention_override")
-    old = to.get(KEY)
-    if isinstance(old, AsymRnRState):
-        if getattr(previous, "asymrnr_state", None) is not old:
-            raise ValueError(f"{node}: input 'model' already has AsymRnR under another attention override; apply AsymRnR "
-                             "(or AsymRnR Calibrate) once, before other attention patches")
-        log.info("%s: input 'model' already had AsymRnR; it is replaced, not stacked", node)
-        previous = old.previous_override
-    state.previous_override = previous
-    override = make_override(state)
-    override.asymrnr_state = state
-    to["optimized_attention_override"] = override
-    to[KEY] = state
-    for kind, fn in ((comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, outer_sample_wrapper),
-                     (comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, grid_wrapper)):
-        m.remove_wrappers_with_key(kind, KEY)
-        m.add_wrapper_with_key(kind, KEY, fn)
-    return m
-
-
-def state_of(model) -> AsymRnRState | None:
-    state = getattr(model, "model_options", {}).get("transformer_options", {}).get(KEY)
-    return state if isinstance(state, AsymRnRState) else None
-
-
-def last_run(model) -> tuple[dict | None, bool]:
-    """``(record, exact)``: the finished run of ``model`` itself, else the latest of any model sharing its state."""
-    try:
-        record = _RUNS_BY_MODEL.get(model)
-    except TypeError:
-        record = None
-    if record is not None:
-        return record, True
-    state = state_of(model)
-    return (_RUNS_BY_STATE.get(state) if state is not None else None), False
-
-
 class Calibration:
     """The ASYMRNR_CALIBRATION handle: the recording state and how to turn its measurement into a schedule."""
 
@@ -149,8 +47,7 @@ class Calibration:
         self.state, self.build = state, build
 
     def measurement(self) -> dict | None:
-        record = _RUNS_BY_STATE.get(self.state)
-        return None if record is None else record.get("measurement")
+        return measurement_of(self.state)
 
 
 def _schedule_roots() -> tuple[str, str]:
@@ -224,7 +121,8 @@ class RhymeFlowAsymRnR(io.ComfyNode):
                 schedule=None) -> io.NodeOutput:
         if schedule_source not in SOURCES:
             raise ValueError(f"{NODE}: input 'schedule_source' = {schedule_source!r}; accepted: {', '.join(SOURCES)}")
-        num_blocks = check_model(model, NODE)
+        with node_errors(NODE):
+            num_blocks = check_model(model)
         try:
             if schedule_source == "uniform":
                 sched = sources.uniform_schedule(num_blocks, q_rate, kv_rate, dense_start, int(cache_steps) or 3)
@@ -232,7 +130,7 @@ class RhymeFlowAsymRnR(io.ComfyNode):
                 if schedule_source == "testbed":
                     if not sources.TESTBED_SCHEDULE.is_file():
                         raise ValueError(f"input 'schedule_source' = 'testbed' but {sources.TESTBED_SCHEDULE} is not there yet "
-                                         "(python -m rhymeflow_core.asymrnr.calibrate writes it); use uniform, file or input")
+                                         "(python -m rhymeflow_core.testbed.calibrate_asymrnr writes it); use uniform, file or input")
                     loaded = ReductionSchedule.load(sources.TESTBED_SCHEDULE)
                 elif schedule_source == "file":
                     loaded = sources.load_file(schedule_file, _schedule_roots())
@@ -245,7 +143,8 @@ class RhymeFlowAsymRnR(io.ComfyNode):
                 sched = sources.with_cache_steps(sources.scaled(loaded, scale), cache_steps)
         except ValueError as exc:
             raise ValueError(f"{NODE}: {exc}") from None
-        return io.NodeOutput(install(model, AsymRnRState(sched, seed=int(partition_seed)), NODE))
+        with node_errors(NODE):
+            return io.NodeOutput(install(model, AsymRnRState(sched, seed=int(partition_seed))))
 
 
 class RhymeFlowAsymRnRCalibrate(io.ComfyNode):
@@ -281,7 +180,8 @@ class RhymeFlowAsymRnRCalibrate(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, target, q_cap, kv_cap, dense_start, cache_steps, partition_seed) -> io.NodeOutput:
-        num_blocks = check_model(model, CALIBRATE_NODE)
+        with node_errors(CALIBRATE_NODE):
+            num_blocks = check_model(model)
         try:
             build = {"target": sources.check_fraction("target", target, 1.0, hi_open=True),
                      "q_cap": sources.check_fraction("q_cap", q_cap, sources.MAX_RATE),
@@ -295,7 +195,8 @@ class RhymeFlowAsymRnRCalibrate(io.ComfyNode):
 
         state = AsymRnRState(ReductionSchedule.uniform(num_blocks, 1, dst_stride=DEFAULT_STRIDE), seed=int(partition_seed))
         state.recorder = RedundancyRecorder(num_blocks, 1)  # marks the state as recording; resized per run
-        return io.NodeOutput(install(model, state, CALIBRATE_NODE), Calibration(state, build))
+        with node_errors(CALIBRATE_NODE):
+            return io.NodeOutput(install(model, state), Calibration(state, build))
 
 
 class RhymeFlowAsymRnRSchedule(io.ComfyNode):

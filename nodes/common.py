@@ -15,6 +15,7 @@ _SPEED = ["speed", "speed up", "fast", "accelerate", "acceleration"]
 # artists look for what a node does ("speed", "cache"), so each node lists those words here. The ids never
 # change: saved workflows refer to them.
 LISTING: dict[str, tuple[str, list[str]]] = {
+    "RhymeFlowAccelerate": (CATEGORY, ["drop-in", "ksampler", "cache", "keyframe", "skip steps", "teacache", "easycache", *_SPEED]),
     "RhymeFlowKeyframes": (CATEGORY, ["keyframe", "key frames", "keyframe selection", *_SPEED]),
     "RhymeFlowAsyncSampler": (CATEGORY, ["async sampler", "video sampler", "skip steps", "keyframe", *_SPEED]),
     "RhymeFlowProjectionPatch": (CATEGORY, ["cache", "kv cache", "context cache", "patch model", *_SPEED]),

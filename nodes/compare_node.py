@@ -2,7 +2,6 @@
 from comfy_api.latest import io
 
 from ..rhymeflow_core import metrics
-from . import glue
 from .common import Schema
 
 NODE = "RhymeFlow Compare"
@@ -34,12 +33,12 @@ class RhymeFlowCompare(io.ComfyNode):
                              "accepted: the same number of frames and the same size (frames as the batch, [N, H, W, C])")
         if dense.ndim != 4 or dense.shape[-1] < 3:
             raise ValueError(f"{NODE}: input 'dense' has shape {tuple(dense.shape)}; accepted: IMAGE [frames, H, W, 3]")
-        result = metrics.fidelity(glue.images_to_video(dense), glue.images_to_video(accelerated))
+        result = metrics.fidelity(metrics.images_to_video(dense), metrics.images_to_video(accelerated))
         worst = min(range(len(result["psnr_frames"])), key=result["psnr_frames"].__getitem__)
         # PSNR vs dense first: it is the number an artist weighs against the speed-up (RhymeFlow Stats).
         summary = (f"PSNR vs dense: mean {result['psnr_mean']:.2f} dB, worst {result['psnr_min']:.2f} dB (frame {worst})\n"
                    f"SSIM vs dense: mean {result['ssim_mean']:.4f}, worst {result['ssim_min']:.4f}\n"
                    f"{NODE}: {dense.shape[0]} frames")
-        plot = glue.psnr_plot(result["psnr_frames"], result["ssim_frames"])
+        plot = metrics.psnr_plot(result["psnr_frames"], result["ssim_frames"])
         # "text" is what web/rhymeflow_text_output.js shows on the node.
         return io.NodeOutput(summary, plot, ui={"text": [summary], "rhymeflow_compare": [{**result, "summary": summary}]})

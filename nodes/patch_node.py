@@ -34,9 +34,7 @@ class RhymeFlowProjectionPatch(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, context_mode, placement, cache_dtype) -> io.NodeOutput:
-        for name, value, accepted in (("context_mode", context_mode, CONTEXT_MODES), ("placement", placement, PLACEMENTS),
-                                      ("cache_dtype", cache_dtype, CACHE_DTYPES)):
-            if value not in accepted:
-                raise ValueError(f"RhymeFlow Projection Patch: input '{name}' = {value!r}; accepted: {', '.join(accepted)}")
+        glue.check_choices(glue.PATCH_NODE, {"context_mode": (context_mode, CONTEXT_MODES), "placement": (placement, PLACEMENTS),
+                                             "cache_dtype": (cache_dtype, CACHE_DTYPES)})
         config = PatchConfig(context_mode=context_mode, placement=placement, cache_dtype=cache_dtype)
         return io.NodeOutput(glue.patch_model(model, config))

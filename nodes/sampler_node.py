@@ -45,15 +45,10 @@ class RhymeFlowAsyncSampler(io.ComfyNode):
     def execute(cls, keyframes, preset, warmup, n_small, n_large, keyframe_solver, projection) -> io.NodeOutput:
         import comfy.samplers
 
-        if preset not in PRESETS:
-            raise ValueError(f"RhymeFlow Async Sampler: input 'preset' = {preset!r}; accepted: {', '.join(PRESETS)}")
-        if keyframe_solver not in SOLVERS:
-            raise ValueError(f"RhymeFlow Async Sampler: input 'keyframe_solver' = {keyframe_solver!r}; accepted: {', '.join(SOLVERS)}")
-        if projection not in PROJECTIONS:
-            raise ValueError(f"RhymeFlow Async Sampler: input 'projection' = {projection!r}; accepted: {', '.join(PROJECTIONS)}")
-        if preset == "custom" and int(n_large) < int(n_small):
-            raise ValueError(f"RhymeFlow Async Sampler: input 'n_large' = {n_large} is below n_small = {n_small}; "
-                             "accepted: n_large >= n_small (strides only grow)")
+        glue.check_choices(glue.SAMPLER_NODE, {"preset": (preset, PRESETS), "keyframe_solver": (keyframe_solver, SOLVERS),
+                                               "projection": (projection, PROJECTIONS)})
+        if preset == "custom":
+            glue.check_strides(glue.SAMPLER_NODE, warmup, n_small, n_large)
         hidden = getattr(cls, "hidden", None)
         node_id = getattr(hidden, "unique_id", None) if hidden is not None else None
         sampler = comfy.samplers.KSAMPLER(glue.sample_rhymeflow_node, extra_options={

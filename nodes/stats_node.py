@@ -1,6 +1,7 @@
 """RhymeFlow Stats: what the last RhymeFlow run on a patched MODEL computed, skipped and cost."""
 from comfy_api.latest import io
 
+from ..rhymeflow_core.stats import RunResult, join_expert_results, summary_text
 from . import glue
 from .common import Schema
 
@@ -17,7 +18,7 @@ class RhymeFlowStats(io.ComfyNode):
                         "FLOP-ideal and measured speed-up and context-cache size of the last RhymeFlow run.",
             is_output_node=True,
             inputs=[
-                io.Model.Input("model", tooltip="The MODEL that went into the guider (output of RhymeFlow Projection Patch)."),
+                io.Model.Input("model", tooltip="The MODEL that went into the sampler (output of RhymeFlow Accelerate or Projection Patch)."),
                 io.Latent.Input("latent", tooltip="The (last) sampler's output; it orders execution after sampling and passes through."),
                 io.Model.Input("second_model", optional=True,
                                tooltip="Wan 2.2 A14B: the low-noise expert's patched MODEL (its sampler runs second); the step "
@@ -31,21 +32,13 @@ class RhymeFlowStats(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, latent, second_model=None) -> io.NodeOutput:
-        stats = _last_stats(model, "model")
-        samples = latent["samples"]
-        dims = glue.model_dims(model, samples, stats.get("text_tokens")) if samples.ndim == 5 else None
+        first = _last_result(model, "model")
         if second_model is not None:
-            second = _last_stats(second_model, "second_model")
-            dims2 = glue.model_dims(second_model, samples, second.get("text_tokens")) if dims is not None else None
-            stats = glue.join_expert_stats(stats, second, (dims, dims2) if dims is not None else None)
-        elif dims is not None:
-            stats["flop_speedup"] = round(glue.flop_speedup(stats, dims), 3)
-        if dims is not None:
-            stats["flop_dims"] = {"layers": dims.layers, "dim": dims.dim, "ffn_dim": dims.ffn_dim,
-                                  "tokens_per_frame": dims.tokens_per_frame, "frames": dims.frames, "text_tokens": dims.text_tokens}
+            with glue.node_errors(NODE):
+                stats = join_expert_results(first, _last_result(second_model, "second_model"))
         else:
-            stats["flop_speedup"] = None  # JSON-safe (NaN would break the frontend's JSON.parse)
-        summary = glue.summary_text(stats)
+            stats = first.to_dict()
+        summary = summary_text(stats)
         stats["summary"] = summary
         # "text" is what web/rhymeflow_text_output.js shows on the node: the headline first, then the full summary.
         return io.NodeOutput(latent, summary, ui={"text": [f"{headline(stats)}\n\n{summary}"], "rhymeflow_stats": [stats]})
@@ -65,12 +58,12 @@ def headline(stats: dict) -> str:
     return f"speed-up {' / '.join(speed)}\nkeyframes: {keys}"
 
 
-def _last_stats(model, name: str) -> dict:
+def _last_result(model, name: str) -> RunResult:
     holder = glue.holder_of(model)
     if holder is None:
         raise ValueError(f"{NODE}: input '{name}' has no RhymeFlow patch; connect the output of RhymeFlow Projection Patch "
-                         "(the MODEL that feeds the guider)")
-    if not holder.last_stats:
-        raise ValueError(f"{NODE}: input '{name}' has not been sampled with RhymeFlow Async Sampler yet; connect the same "
-                         "MODEL that feeds the guider of the RhymeFlow run, and that run's LATENT output")
-    return dict(holder.last_stats)
+                         "or RhymeFlow Accelerate (the MODEL that feeds the sampler)")
+    if holder.last_result is None:
+        raise ValueError(f"{NODE}: input '{name}' has not been sampled with RhymeFlow yet; connect the same MODEL that feeds "
+                         "the sampler of the RhymeFlow run, and that run's LATENT output")
+    return holder.last_result

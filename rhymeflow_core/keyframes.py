@@ -125,6 +125,10 @@ class KeyframePlan:
         # Callers pass lists (parse_frame_list, JSON); a tuple keeps the plan hashable and immutable.
         object.__setattr__(self, "manual", tuple(self.manual))
 
+    def keyframe_count(self) -> int:
+        """How many keyframes a run with this plan has (every strategy but manual forces exactly ``budget``)."""
+        return len(set(self.manual)) if self.strategy == "manual" else self.budget
+
     def _forced(self, num_frames: int) -> set[int]:
         """The frames the plan always keeps."""
         return ({0} if self.force_first else set()) | ({num_frames - 1} if self.force_last else set())

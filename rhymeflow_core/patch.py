@@ -1,6 +1,6 @@
 """The projection patch: an APPLY_MODEL wrapper plus one block-replace patch per DiT block.
 
-How a pass is chosen: the sampler sets ``run.mode`` on the holder before each model call.
+How a pass is chosen: the engine (``engine.py``) sets ``run.mode`` on the holder before each model call.
 - ``full``: untouched model (warm-up).
 - ``record``: full pass on every frame (a sync point); each block also stores the non-keyframe context
   (block inputs for ``hidden`` mode, post-RoPE K/V for ``kv`` mode) and RoPE rows where needed.
@@ -21,14 +21,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
 from .context_cache import ContextCache
 
+if TYPE_CHECKING:
+    from .flops import ModelDims
+
 KEY = "rhymeflow"
 CONTEXT_MODES = ("hidden", "kv")
 MODES = ("full", "record", "keyframe")
+DEFAULT_TEXT_TOKENS = 512  # the FLOP model's text length when a call carries no text context (T5's padded length)
 
 
 @dataclass(frozen=True)
@@ -41,9 +46,9 @@ class PatchConfig:
 
     def validate(self) -> None:
         if self.context_mode not in CONTEXT_MODES:
-            raise ValueError(f"RhymeFlow Projection Patch: context_mode={self.context_mode!r}; accepted: {', '.join(CONTEXT_MODES)}")
+            raise ValueError(f"context_mode={self.context_mode!r}; accepted: {', '.join(CONTEXT_MODES)}")
         if self.cache_dtype not in ("auto", "float16", "bfloat16", "float32"):
-            raise ValueError(f"RhymeFlow Projection Patch: cache_dtype={self.cache_dtype!r}; accepted: auto, float16, bfloat16, float32")
+            raise ValueError(f"cache_dtype={self.cache_dtype!r}; accepted: auto, float16, bfloat16, float32")
         ContextCache(self.placement)  # validates placement
 
     def torch_cache_dtype(self) -> torch.dtype | None:
@@ -65,6 +70,7 @@ class RunState:
     dit: torch.nn.Module | None = None
     key_tok: torch.Tensor | None = None
     other_tok: torch.Tensor | None = None
+    dims: "ModelDims | None" = None  # the model's real FLOP-model dims, read at the run's first call
     calls: dict = field(default_factory=lambda: {m: 0 for m in MODES})
     seconds: dict = field(default_factory=lambda: {m: 0.0 for m in MODES})
 
@@ -90,17 +96,21 @@ class RunState:
 
 
 class RhymeFlowHolder:
-    """Lives in ``transformer_options["rhymeflow"]``; ``run`` is set only while a RhymeFlow sampler runs."""
+    """Lives in ``transformer_options["rhymeflow"]``; ``run``/``engine`` are set only while a RhymeFlow run is on.
+
+    ``last_result`` (a ``stats.RunResult``) is where a finished run's figures live, for either entry point.
+    """
 
     def __init__(self, config: PatchConfig, adapter):
         config.validate()
         if config.context_mode not in adapter.context_modes:
-            raise ValueError(f"RhymeFlow Projection Patch: context_mode={config.context_mode!r} is not implemented for "
+            raise ValueError(f"context_mode={config.context_mode!r} is not implemented for "
                              f"{adapter.family}; accepted: {', '.join(adapter.context_modes)}")
         self.config = config
         self.adapter = adapter
         self.run: RunState | None = None
-        self.last_stats: dict | None = None
+        self.engine = None  # engine.Engine of the run in progress
+        self.last_result = None  # stats.RunResult of the last finished run
 
     def new_run(self) -> RunState:
         self.run = RunState(context_mode=self.config.context_mode,
@@ -145,13 +155,16 @@ def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control
         return executor(x, t, c_concat, c_crossattn, control, to, **kwargs)
     adapter = holder.adapter
     if control is not None:
-        raise ValueError("RhymeFlow: ControlNet inputs are not supported with keyframe-only passes; remove the ControlNet "
-                         "or sample this model with a standard sampler")
+        raise ValueError("RhymeFlow: ControlNet inputs are not supported with keyframe-only passes; remove the ControlNet, "
+                         "or sample without RhymeFlow (bypass RhymeFlow Accelerate, or use a standard sampler instead of the Async Sampler)")
     adapter.prepare_call(kwargs, run)
     dit = executor.class_obj.diffusion_model
     run.dit = dit
     run.num_frames = x.shape[2]
     run.tokens_per_frame = adapter.tokens_per_frame(dit, x)
+    if run.dims is None:
+        text = c_crossattn.shape[1] if torch.is_tensor(c_crossattn) and c_crossattn.ndim == 3 else DEFAULT_TEXT_TOKENS
+        run.dims = adapter.model_dims(dit, x, int(text))
     if run.mode != "full" and (run.key_tok is None or run.key_tok.device != x.device):
         run.keyframes = run.keyframes.to(x.device)
         run.key_tok, run.other_tok = _token_rows(run.keyframes, run.num_frames, run.tokens_per_frame)

@@ -14,11 +14,18 @@ measured value has an obvious home; ``docs/design.md`` says how to measure one.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
 
 from .schedule import ScheduleConfig
 
+if TYPE_CHECKING:
+    from .flops import ModelDims
+
 PRESETS = ("paper", "balanced", "fast", "custom")
+TARGET = "target"  # the drop-in's extra preset: the shortest strides that reach a FLOP-ideal speed-up
+DEFAULT_TARGET = 1.6  # the paper preset's FLOP-ideal on Wan 2.1 at 30 steps
+MAX_STRIDE = 8  # longest stride a target may pick (the fast preset's 5, with room; longer strides blur motion)
 MIN_STEPS = 10  # a run that starts from pure noise needs this many steps for skipping to pay off
 MIN_SKIPPABLE = 4  # steps after warm-up; below this there is nothing to skip
 TOP_SIGMA = 0.99  # a run starting at or above this sigma starts from noise (else: a later segment, e.g. a second expert)
@@ -30,23 +37,63 @@ TABLE = {"wan": _WAN, "hunyuan_video": _WAN, "ltxv": _WAN, "mochi": _WAN}
 
 
 def preset_schedule(preset: str, sigmas: Sequence[float], family: str = "wan") -> ScheduleConfig:
-    """The ``ScheduleConfig`` of a named preset for this run's ``sigmas``; raises on too-few steps."""
+    """The ``ScheduleConfig`` of a named preset for this run's ``sigmas``; raises on too-few steps (plain field
+    errors: the node that asked adds its display name)."""
     if family not in TABLE:
-        raise ValueError(f"RhymeFlow Async Sampler: model family {family!r} has no presets; supported: {', '.join(TABLE)}")
+        raise ValueError(f"model family {family!r} has no presets; supported: {', '.join(TABLE)}")
     table = TABLE[family]
     if preset not in table:
-        raise ValueError(f"RhymeFlow Async Sampler: preset={preset!r}; accepted: {', '.join(table)} (or custom)")
+        raise ValueError(f"preset={preset!r}; accepted: {', '.join(table)} (or custom)")
     sig = [float(s) for s in sigmas]
     steps = len(sig) - 1
     from_noise = sig[0] >= TOP_SIGMA
     if from_noise and steps < MIN_STEPS:
-        raise ValueError(f"RhymeFlow Async Sampler: {steps} steps is too few for skipping to pay off (few-step distilled runs "
+        raise ValueError(f"{steps} steps is too few for skipping to pay off (few-step distilled runs "
                          f"have nothing to skip); use at least {MIN_STEPS} steps or sample without RhymeFlow")
     sigma_warm, n_small, n_large = table[preset]
     warm = sum(s >= sigma_warm for s in sig[:-1])
     warmup = max(2 if from_noise else 1, warm)
     if steps - warmup < MIN_SKIPPABLE:
-        raise ValueError(f"RhymeFlow Async Sampler: preset {preset!r} warms up for {warmup} of these {steps} steps (every step "
+        raise ValueError(f"preset {preset!r} warms up for {warmup} of these {steps} steps (every step "
                          f"with sigma >= {sigma_warm}), leaving {steps - warmup}; at least {MIN_SKIPPABLE} are needed for "
                          "skipping to pay off: use more steps, or a standard sampler for this segment")
     return ScheduleConfig(warmup=warmup, n_small=n_small, n_large=n_large)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the ``target`` preset needs besides the sigmas: the speed-up and what prices a pass."""
+
+    speedup: float
+    dims: "ModelDims"  # the model's FLOP dims at this latent (flops.ModelDims)
+    keyframes: int
+    kv_cached: bool  # context_mode kv: non-keyframe K/V are not re-projected
+
+
+def target_schedule(target: float, sigmas: Sequence[float], family: str, dims: "ModelDims", keyframes: int,
+                    kv_cached: bool) -> ScheduleConfig:
+    """The paper preset's warm-up with the shortest strides whose FLOP-ideal speed-up reaches ``target``.
+
+    Why shortest: quality falls as strides grow, so the first schedule that meets the target is the one to
+    take. Strides are tried by ``n_large``, then ``n_small`` (both up to ``MAX_STRIDE``). ``dims`` are the
+    model's FLOP dims at this latent (``flops.ModelDims``); ``keyframes`` the keyframe count.
+    """
+    from .flops import flop_ideal_from_counts
+    from .schedule import sync_groups
+
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 1.0 < target <= 20.0:
+        raise ValueError(f"target_speedup={target!r} must be a number in (1, 20]")
+    warmup = preset_schedule("paper", sigmas, family).warmup  # raises the too-few-steps errors
+    steps = len(sigmas) - 1
+    best = None
+    for n_large in range(1, MAX_STRIDE + 1):
+        for n_small in range(1, n_large + 1):
+            cfg = ScheduleConfig(warmup=warmup, n_small=n_small, n_large=n_large)
+            full = warmup + len(sync_groups(steps, cfg))
+            speedup = flop_ideal_from_counts(full, steps - full, keyframes, dims, kv_cached)
+            if speedup >= target:
+                return cfg
+            best = max(best or (0.0, cfg), (speedup, cfg), key=lambda b: b[0])
+    raise ValueError(f"target_speedup={target} is out of reach at {steps} steps with {keyframes} keyframes: the most is "
+                     f"{best[0]:.2f}x (strides {best[1].n_small}-{best[1].n_large}); lower the target, add steps or use fewer "
+                     "keyframes")

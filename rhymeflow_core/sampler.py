@@ -1,4 +1,5 @@
-"""The asynchronous RhymeFlow sampler, written against ComfyUI's KSAMPLER contract.
+"""The asynchronous RhymeFlow sampler (the Async Sampler's own ODE loop on ``engine.Engine``), written against
+ComfyUI's KSAMPLER contract.
 
 ``sample_rhymeflow(model, x, sigmas, extra_args, callback, disable, ...)`` is what ComfyUI calls with
 ``model(x, sigma, **extra_args) -> denoised`` (CFG applied). It works on ``denoised`` only, so the
@@ -16,15 +17,15 @@ Others are refused, since the projection assumes flow-straight trajectories.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Callable
 
 import torch
 
-from .keyframes import KeyframePlan, select_keyframes
+from .engine import Engine, check_flow, check_video_latent
+from .keyframes import KeyframePlan
 from .patch import KEY, RhymeFlowHolder
 from .projection import PROJECTIONS, project
-from .schedule import ROLE_KEY, ROLE_SKIP, ROLE_SYNC, ROLE_WARMUP, ScheduleConfig, sync_groups
+from .schedule import ScheduleConfig
 
 SOLVERS = ("euler", "ab2")
 NODE = "RhymeFlow Async Sampler"
@@ -51,30 +52,14 @@ class SolverState:
         return out
 
 
-def check_video_latent(x: torch.Tensor) -> None:
-    """Refuse latents with too few frames to skip, saying what they are.
-
-    An image latent reaches a sampler as one video frame: SamplerCustomAdvanced (``comfy.sample.
-    fix_empty_latent_channels``) turns a 4D ``[B, C, H, W]`` latent into ``[B, C, 1, H, W]`` for video models
-    before any sampler runs, so a single frame is where an image latent is recognised.
-    """
-    if x.ndim == 4 or (x.ndim == 5 and x.shape[2] == 1):
-        raise ValueError(f"{NODE}: the latent is an image latent (shape {tuple(x.shape)}: one frame; ComfyUI samples an image "
-                         "latent as a one-frame video); accepted: a video latent with at least 3 latent frames, e.g. from "
-                         "EmptyHunyuanLatentVideo or a video model's own empty-latent node")
-    if x.ndim != 5:
-        raise ValueError(f"{NODE}: latent has shape {tuple(x.shape)}; accepted: a video latent [B, C, frames, H, W] with at "
-                         "least 3 latent frames")
-    if x.shape[2] < 3:
-        raise ValueError(f"{NODE}: the latent has {x.shape[2]} latent frames; accepted: at least 3 latent frames (for Wan, "
-                         "at least 9 pixel frames)")
-
-
 def _check_flow(model) -> None:
+    """The guider's model_sampling, when there is one (the test bed's denoiser has none: it is flow by construction)."""
     ms = getattr(getattr(getattr(model, "inner_model", None), "inner_model", None), "model_sampling", None)
-    if ms is not None and "CONST" not in {c.__name__ for c in type(ms).__mro__}:
-        raise ValueError(f"{NODE}: model_sampling {type(ms).__name__} is not supported; RhymeFlow needs a flow model "
-                         "(ComfyUI CONST: Wan, HunyuanVideo, LTX-Video, Mochi)")
+    if ms is not None:
+        try:
+            check_flow(ms)
+        except ValueError as exc:
+            raise ValueError(f"{NODE}: {exc}") from None
 
 
 def _holder(extra_args: dict) -> RhymeFlowHolder:
@@ -104,26 +89,30 @@ def sample_dense(model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict 
 def sample_rhymeflow(model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None, callback=None, disable=None,
                      plan: KeyframePlan = KeyframePlan(), schedule: ScheduleConfig = ScheduleConfig(),
                      keyframe_solver: str = "euler", projection: str = "linear",
-                     select: Callable[[torch.Tensor], tuple[list[int], list[float]]] | None = None) -> torch.Tensor:
-    """Run RhymeFlow. ``select`` overrides keyframe selection (tests use it to make every frame a keyframe)."""
+                     select: Callable[[torch.Tensor], tuple[list[int], list[float]]] | None = None,
+                     settings: dict | None = None) -> torch.Tensor:
+    """Run RhymeFlow on the engine; the ``RunResult`` lands in the holder's ``last_result``.
+
+    ``select`` overrides keyframe selection (tests use it to make every frame a keyframe); ``settings`` are
+    labels copied into the result (preset, node id, ...).
+    """
     extra_args = {} if extra_args is None else extra_args
-    check_video_latent(x)
+    try:
+        check_video_latent(x.shape)
+    except ValueError as exc:
+        raise ValueError(f"{NODE}: {exc}") from None
     if projection not in PROJECTIONS:
         raise ValueError(f"{NODE}: projection={projection!r}; accepted: {', '.join(PROJECTIONS)}")
-    steps = len(sigmas) - 1
-    schedule.validate(steps)
     _check_flow(model)
     holder = _holder(extra_args)
     warm = SolverState(keyframe_solver)
-    frames = x.shape[2]
-    roles = torch.full((frames, steps), ROLE_WARMUP, dtype=torch.uint8)
-    run = holder.new_run()
+    engine = Engine(holder, sigmas, x.shape[2], schedule, plan, select,
+                    {"keyframe_solver": keyframe_solver, "projection": projection, **(settings or {})})
     s_in = x.new_ones([x.shape[0]])
-    sig = [float(s) for s in sigmas]
-    t_start = time.perf_counter()
+    sig = engine.sigmas
 
-    def call(z: torch.Tensor, i: int, mode: str) -> torch.Tensor:
-        run.mode = mode
+    def call(z: torch.Tensor, i: int) -> torch.Tensor:
+        engine.enter(i)
         return model(z, sigmas[i] * s_in, **extra_args)
 
     def report(i: int, z: torch.Tensor, denoised: torch.Tensor) -> None:
@@ -132,23 +121,18 @@ def sample_rhymeflow(model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: d
 
     try:
         for i in range(schedule.warmup):
-            denoised = call(x, i, "full")
+            denoised = call(x, i)
             report(i, x, denoised)
             v = (x - denoised) / sig[i]
             if i == schedule.warmup - 1:
-                key_list, scores = select(denoised) if select is not None else _select(denoised, plan)
+                keys = engine.choose_keyframes(denoised)
             x = warm.step(x, v, sig[i], sig[i + 1])
-        key_set = set(key_list)
-        keys_cpu = torch.tensor(key_list, dtype=torch.long)
-        other_cpu = torch.tensor([f for f in range(frames) if f not in key_set], dtype=torch.long)
-        keys, other = keys_cpu.to(x.device), other_cpu.to(x.device)
-        run.set_keyframes(keys)
+        other = engine.other_frames(x.device)
         key_solver, other_solver = _split_history(warm, keys, keyframe_solver), _split_history(warm, other, keyframe_solver)
         v_prev, sigma_prev = warm.v_prev, sig[schedule.warmup - 1]
-        for i, end in sync_groups(steps, schedule):
-            denoised = call(x, i, "record")
+        for i, end in engine.groups:
+            denoised = call(x, i)
             report(i, x, denoised)
-            roles[:, i] = ROLE_SYNC
             v = (x - denoised) / sig[i]
             z_key = key_solver.step(x.index_select(2, keys), v.index_select(2, keys), sig[i], sig[i + 1])
             z_other, v_other = x.index_select(2, other), v.index_select(2, other)
@@ -163,29 +147,21 @@ def sample_rhymeflow(model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: d
                 x_j = x.clone()
                 x_j.index_copy_(2, keys, z_key)
                 x_j.index_copy_(2, other, project(z_other, v_other, sig[i], sig[j], projection, v_prev_other, sigma_prev))
-                denoised = call(x_j, j, "keyframe")
+                denoised = call(x_j, j)
                 v_key = (z_key - denoised.index_select(2, keys)) / sig[j]
                 denoised.index_copy_(2, other, x_j.index_select(2, other) - sig[j] * v_other)
                 report(j, x_j, denoised)
-                roles[keys_cpu, j] = ROLE_KEY
-                roles[other_cpu, j] = ROLE_SKIP
                 z_key = key_solver.step(z_key, v_key, sig[j], sig[j + 1])
             x = x.clone()
             x.index_copy_(2, keys, z_key)
             x.index_copy_(2, other, z_end)
             v_prev, sigma_prev = v, sig[i]
-        holder.last_stats = _stats(run, roles, key_list, scores, schedule, time.perf_counter() - t_start)
-        holder.last_stats["context_mode"] = holder.config.context_mode
-        log.info("RhymeFlow: %d full + %d keyframe-only steps, keyframes %s", holder.last_stats["full_passes"],
-                 holder.last_stats["keyframe_passes"], key_list)
+        result = engine.finish()
+        log.info("RhymeFlow: %d full + %d keyframe-only steps, keyframes %s", result.full_passes, result.keyframe_passes,
+                 result.keyframes)
         return x
     finally:
-        holder.end_run()
-
-
-def _select(denoised: torch.Tensor, plan: KeyframePlan) -> tuple[list[int], list[float]]:
-    chosen = select_keyframes(denoised, plan)
-    return list(chosen.indices), list(chosen.scores)
+        engine.close()
 
 
 def _split_history(state: SolverState, frames: torch.Tensor, method: str) -> SolverState:
@@ -194,24 +170,3 @@ def _split_history(state: SolverState, frames: torch.Tensor, method: str) -> Sol
     out.v_prev = state.v_prev.index_select(2, frames) if state.v_prev is not None else None
     out.h_prev = state.h_prev
     return out
-
-
-def _stats(run, roles: torch.Tensor, keyframes: list[int], scores: list[float], schedule: ScheduleConfig, seconds: float) -> dict:
-    """What the UI shows after a run: the realised step map and what it cost."""
-    full_steps = int(((roles == ROLE_WARMUP) | (roles == ROLE_SYNC)).all(dim=0).sum())
-    steps = roles.shape[1]
-    full_seconds = run.seconds["full"] + run.seconds["record"]
-    dit_seconds = sum(run.seconds.values())
-    return {
-        "roles": roles.tolist(),
-        "keyframes": keyframes,
-        "scores": [round(float(s), 4) for s in scores],
-        "warmup": schedule.warmup,
-        "full_passes": full_steps,
-        "keyframe_passes": steps - full_steps,
-        "dit_seconds": round(dit_seconds, 3),
-        "sampler_seconds": round(seconds, 3),
-        # dense time estimated from this run's own full passes: steps x (mean full-step time)
-        "estimated_speedup": round(steps * full_seconds / max(full_steps, 1) / max(dit_seconds, 1e-9), 3),
-        "cache_bytes": run.cache.nbytes(),
-    }

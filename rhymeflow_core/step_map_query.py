@@ -1,7 +1,7 @@
 """The planned step map for the UI widget: a query of node settings in, the map's JSON out.
 
-The step-map widget on "RhymeFlow Async Sampler" redraws as the user edits the sampler and keyframe
-settings. It asks ``GET /rhymeflow/step_map`` (``nodes/routes.py``), which calls
+The step-map widget on "RhymeFlow Async Sampler" and "RhymeFlow Accelerate" redraws as the user edits the
+schedule and keyframe settings. It asks ``GET /rhymeflow/step_map`` (``nodes/routes.py``), which calls
 ``planned_step_map`` here, so the schedule is computed by the same ``build_step_map`` the sampler
 runs and the widget never re-implements it.
 
@@ -22,8 +22,10 @@ import torch
 
 from .keyframes import MAX_FRAMES, STRATEGIES, KeyframePlan, clip_text, parse_frame_list, select_keyframes
 from .flow import simple_sigmas
-from .presets import MIN_STEPS, PRESETS, preset_schedule
-from .schedule import WAN_DIMS, ScheduleConfig, build_step_map, flop_ideal_speedup
+from .engine import resolve_schedule
+from .presets import DEFAULT_TARGET, MIN_STEPS, PRESETS, TARGET, Target
+from .flops import WAN_DIMS, flop_ideal_speedup
+from .schedule import ScheduleConfig, build_step_map
 
 # Limits that keep one request cheap (a map is frames x steps small ints); generous for real use:
 # Wan's 81 pixel frames are 21 latent frames, long runs rarely exceed 100 steps.
@@ -92,30 +94,35 @@ def _choice(query: Mapping[str, Any], name: str, default: str, accepted: tuple[s
     return value
 
 
-def schedule_from_query(query: Mapping[str, Any], steps: int) -> tuple[str, ScheduleConfig]:
-    """The preset name and its ``ScheduleConfig``; ``custom`` reads ``warmup``/``n_small``/``n_large``.
+def schedule_from_query(query: Mapping[str, Any], steps: int, frames: int = DEFAULT_FRAMES,
+                        keyframes: int = KeyframePlan().budget) -> tuple[str, ScheduleConfig]:
+    """The preset name and its ``ScheduleConfig``; ``custom`` reads ``warmup``/``n_small``/``n_large``, ``target``
+    (RhymeFlow Accelerate's) ``target_speedup``, priced on the plan's FLOP model at ``frames`` and ``keyframes``.
 
     Presets end warm-up at a noise level, so the plan needs sigmas: ComfyUI's ``simple`` scheduler at
     ``shift`` (default 3.0); the sampler uses the run's real sigmas."""
-    preset = _choice(query, "preset", "paper", PRESETS)
+    preset = _choice(query, "preset", "paper", PRESETS + (TARGET,))
     if steps < MIN_STEPS:
         raise _QueryError(
             f"steps={steps} is too few for skipping to pay off (few-step distilled runs have nothing to skip); "
             f"use at least {MIN_STEPS} steps"
         )
+    custom = None
     if preset == "custom":
         defaults = ScheduleConfig()
-        cfg = ScheduleConfig(
+        custom = ScheduleConfig(
             warmup=_int(query, "warmup", defaults.warmup, 0, MAX_STEPS),
             n_small=_int(query, "n_small", defaults.n_small, 0, MAX_STEPS),
             n_large=_int(query, "n_large", defaults.n_large, 0, MAX_STEPS),
         )
-    else:
-        shift = _float(query, "shift", DEFAULT_SHIFT)
-        if not 0.1 <= shift <= 100:
-            raise _QueryError(f"shift={shift} must lie in 0.1..100")
-        cfg = preset_schedule(preset, simple_sigmas(steps, shift))
-    cfg.validate(steps)
+    shift = _float(query, "shift", DEFAULT_SHIFT)
+    if not 0.1 <= shift <= 100:
+        raise _QueryError(f"shift={shift} must lie in 0.1..100")
+    target = None
+    if preset == TARGET:
+        dims = dataclasses.replace(WAN_DIMS[FLOP_MODEL], frames=frames)
+        target = Target(_float(query, "target_speedup", DEFAULT_TARGET), dims, keyframes, True)  # the nodes' default: kv
+    cfg = resolve_schedule(preset, simple_sigmas(steps, shift).tolist(), "wan", custom, target)  # the run's own resolution
     return preset, cfg
 
 
@@ -187,9 +194,9 @@ def planned_step_map(query: Mapping[str, Any]) -> dict:
         frames = _int(query, "frames", DEFAULT_FRAMES, 2, MAX_FRAMES)
         steps = _int(query, "steps", DEFAULT_STEPS, 1, MAX_STEPS)
         out.update(frames=frames, steps=steps)
-        preset, cfg = schedule_from_query(query, steps)
         plan = plan_from_query(query)
         keys = planned_keyframes(plan, frames)
+        preset, cfg = schedule_from_query(query, steps, frames, len(keys))
         step_map = build_step_map(frames, steps, cfg, keys)
     except ValueError as exc:  # _QueryError and the core's own validation messages
         out["error"] = str(exc)

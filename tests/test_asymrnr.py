@@ -9,7 +9,8 @@ from rhymeflow_core.asymrnr import (
     AsymRnRState, Match, ReductionSchedule, dst_partition, install, kept_sources, make_override, match_tokens,
     nearest_dst, plan_reduction, reduce_tokens, restore_tokens,
 )
-from rhymeflow_core.asymrnr.calibrate import build_schedule, calibrate_testbed
+from rhymeflow_core.asymrnr.calibrate import build_schedule
+from rhymeflow_core.testbed.calibrate_asymrnr import calibrate_testbed
 from rhymeflow_core.keyframes import KeyframePlan
 from rhymeflow_core.patch import PatchConfig
 from rhymeflow_core.sampler import sample_dense, sample_rhymeflow

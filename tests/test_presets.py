@@ -43,3 +43,30 @@ def test_every_family_has_every_preset_and_unknown_ones_are_refused():
         preset_schedule("paper", simple_sigmas(30, 3.0), family)
     with pytest.raises(ValueError, match="family 'flux' has no presets"):
         preset_schedule("paper", simple_sigmas(30, 3.0), "flux")
+
+
+def test_target_takes_the_shortest_strides_that_reach_it():
+    import dataclasses
+
+    from rhymeflow_core.flops import WAN_DIMS, flop_ideal_from_counts
+    from rhymeflow_core.presets import MAX_STRIDE, target_schedule
+    from rhymeflow_core.schedule import ScheduleConfig, sync_groups
+
+    sig = simple_sigmas(30, 8.0).tolist()
+    dims = dataclasses.replace(WAN_DIMS["wan2.1-1.3b-480p"], frames=21)
+
+    def speedup(cfg):
+        full = cfg.warmup + len(sync_groups(30, cfg))
+        return flop_ideal_from_counts(full, 30 - full, 4, dims, True)
+
+    paper = preset_schedule("paper", sig)
+    for target in (1.2, speedup(paper), speedup(paper) + 0.05):
+        cfg = target_schedule(target, sig, "wan", dims, 4, True)
+        assert cfg.warmup == paper.warmup and speedup(cfg) >= target
+        shorter = [ScheduleConfig(cfg.warmup, a, b) for b in range(1, MAX_STRIDE + 1) for a in range(1, b + 1)
+                   if (b, a) < (cfg.n_large, cfg.n_small)]
+        assert all(speedup(c) < target for c in shorter)
+    with pytest.raises(ValueError, match=r"target_speedup=50 must be a number in \(1, 20\]"):
+        target_schedule(50, sig, "wan", dims, 4, True)
+    with pytest.raises(ValueError, match=r"target_speedup=19 is out of reach at 30 steps with 4 keyframes: the most is"):
+        target_schedule(19, sig, "wan", dims, 4, True)

@@ -9,7 +9,8 @@ from rhymeflow_core.flops import count_flops
 from rhymeflow_core.keyframes import KeyframePlan
 from rhymeflow_core.patch import PatchConfig
 from rhymeflow_core.sampler import sample_dense, sample_rhymeflow
-from rhymeflow_core.schedule import ModelDims, ScheduleConfig, build_step_map, pass_flops
+from rhymeflow_core.flops import ModelDims, pass_flops
+from rhymeflow_core.schedule import ScheduleConfig, build_step_map
 from rhymeflow_core.testbed.runner import Job, initial_noise, patched_call, run_sampler
 from rhymeflow_core.testbed.wan_dit import WanConfig, WanModel, apply_rope, attention
 
@@ -36,7 +37,7 @@ def test_every_frame_a_keyframe_equals_dense(model, solver, mode):
     dense, _, _ = run_sampler(sample_dense, model, job(), solver=solver)
     ours, _, holder = run_sampler(sample_rhymeflow, model, job(), PatchConfig(context_mode=mode),
                                   schedule=ScheduleConfig(warmup=3), keyframe_solver=solver, select=all_frames)
-    assert holder.last_stats["keyframe_passes"] > 0  # keyframe-only passes really ran
+    assert holder.last_result.keyframe_passes > 0  # keyframe-only passes really ran
     torch.testing.assert_close(ours, dense, atol=1e-5, rtol=1e-5)
 
 
@@ -51,7 +52,7 @@ def test_async_run_differs_from_dense_and_follows_the_step_map(model):
     dense, _, _ = run_sampler(sample_dense, model, job())
     sched = ScheduleConfig(warmup=3, n_small=2, n_large=3)
     ours, den, holder = run_sampler(sample_rhymeflow, model, job(), PatchConfig(), schedule=sched, plan=KeyframePlan(budget=3))
-    stats = holder.last_stats
+    stats = holder.last_result.to_dict()
     planned = build_step_map(FRAMES, 12, sched, stats["keyframes"])
     assert stats["roles"] == planned.roles.tolist()
     assert stats["full_passes"] == planned.full_passes() and stats["keyframe_passes"] == planned.keyframe_passes()
@@ -79,7 +80,7 @@ def test_cpu_placement_and_fp16_cache_run(model):
     kw = dict(schedule=ScheduleConfig(warmup=3), plan=KeyframePlan(budget=3))
     a, _, ha = run_sampler(sample_rhymeflow, model, job(), PatchConfig(), **kw)
     b, _, hb = run_sampler(sample_rhymeflow, model, job(), PatchConfig(placement="cpu", cache_dtype="float16"), **kw)
-    assert hb.last_stats["cache_bytes"] * 2 == ha.last_stats["cache_bytes"]
+    assert hb.last_result.cache_bytes * 2 == ha.last_result.cache_bytes
     torch.testing.assert_close(a, b, atol=5e-2, rtol=0)
 
 

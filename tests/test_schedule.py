@@ -4,18 +4,14 @@ import json
 import pytest
 import torch
 
+from rhymeflow_core.flops import WAN_DIMS, ModelDims, attention_share, flop_ideal_speedup, pass_flops
 from rhymeflow_core.schedule import (
     ROLE_KEY,
     ROLE_SKIP,
     ROLE_SYNC,
     ROLE_WARMUP,
-    WAN_DIMS,
-    ModelDims,
     ScheduleConfig,
-    attention_share,
     build_step_map,
-    flop_ideal_speedup,
-    pass_flops,
     stride_at,
     sync_groups,
 )

@@ -20,7 +20,8 @@ import pytest
 from rhymeflow_core.keyframes import parse_frame_list
 from rhymeflow_core.flow import simple_sigmas
 from rhymeflow_core.presets import preset_schedule
-from rhymeflow_core.schedule import ROLE_LEGEND, WAN_DIMS, ScheduleConfig, build_step_map, flop_ideal_speedup
+from rhymeflow_core.flops import WAN_DIMS, flop_ideal_speedup
+from rhymeflow_core.schedule import ROLE_LEGEND, ScheduleConfig, build_step_map
 from rhymeflow_core.step_map_query import planned_step_map
 
 REPO = Path(__file__).resolve().parents[1]
@@ -217,3 +218,15 @@ def test_planned_map_sends_the_noise_level_of_each_step():
     custom = {"preset": "custom", "warmup": "3", "n_small": "2", "n_large": "3", "steps": "12", "frames": "6"}
     assert planned_step_map({**custom, "shift": "0"})["error"] is None
     assert planned_step_map({**custom, "shift": "0"})["sigmas"] is None
+
+
+def test_target_preset_plans_the_strides_a_run_would_take():
+    from rhymeflow_core.presets import Target, target_schedule
+
+    out = planned_step_map({"preset": "target", "target_speedup": "1.5", "steps": "30", "frames": "21", "shift": "8",
+                            "strategy": "uniform", "budget": "4"})
+    assert out["error"] is None and out["flop_ideal"] >= 1.5
+    dims = dataclasses.replace(WAN_DIMS["wan2.1-1.3b-480p"], frames=21)
+    expected = target_schedule(1.5, simple_sigmas(30, 8.0).tolist(), "wan", dims, 4, True)
+    assert out["schedule"] == expected.to_dict()
+    assert "out of reach" in planned_step_map({"preset": "target", "target_speedup": "19"})["error"]

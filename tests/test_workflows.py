@@ -44,7 +44,26 @@ CORE = {
     "EmptyMochiLatentVideo": ({}, ["LATENT"], 4),
     "SplitSigmas": ({"sigmas": "SIGMAS"}, ["SIGMAS", "SIGMAS"], 1),
     "DisableNoise": ({}, ["NOISE"], 0),
+    "KSampler": ({"model": "MODEL", "positive": "CONDITIONING", "negative": "CONDITIONING", "latent_image": "LATENT"},
+                 ["LATENT"], 7),
+    "KSamplerAdvanced": ({"model": "MODEL", "positive": "CONDITIONING", "negative": "CONDITIONING", "latent_image": "LATENT"},
+                         ["LATENT"], 10),
+    "SamplerCustom": ({"model": "MODEL", "positive": "CONDITIONING", "negative": "CONDITIONING", "sampler": "SAMPLER",
+                       "sigmas": "SIGMAS", "latent_image": "LATENT"}, ["LATENT", "LATENT"], 4),
+    "CreateVideo": ({"images": "IMAGE", "audio": "AUDIO"}, ["VIDEO"], 1),
+    "SaveVideo": ({"video": "VIDEO"}, [], 3),
+    "CLIPVisionLoader": ({}, ["CLIP_VISION"], 1),
+    "CLIPVisionEncode": ({"clip_vision": "CLIP_VISION", "image": "IMAGE"}, ["CLIP_VISION_OUTPUT"], 1),
+    "LoadImage": ({}, ["IMAGE", "MASK"], 2),
+    "WanImageToVideo": ({"positive": "CONDITIONING", "negative": "CONDITIONING", "vae": "VAE",
+                         "clip_vision_output": "CLIP_VISION_OUTPUT", "start_image": "IMAGE"},
+                        ["CONDITIONING", "CONDITIONING", "LATENT"], 4),
+    "Wan22ImageToVideoLatent": ({"vae": "VAE", "start_image": "IMAGE"}, ["LATENT"], 4),
+    "VAEDecodeTiled": ({"samples": "LATENT", "vae": "VAE"}, ["IMAGE"], 4),
 }
+# optional sockets of those core nodes (they may stay unconnected)
+CORE_OPTIONAL = {"CreateVideo": {"audio"}, "WanImageToVideo": {"clip_vision_output", "start_image"},
+                 "Wan22ImageToVideoLatent": {"start_image"}}
 
 _IO_TYPES = {"Model": "MODEL", "Latent": "LATENT", "Sampler": "SAMPLER", "Conditioning": "CONDITIONING", "Image": "IMAGE",
              "String": "STRING", "Sigmas": "SIGMAS", "Noise": "NOISE", "Guider": "GUIDER", "Int": "INT", "Float": "FLOAT",
@@ -133,7 +152,32 @@ def test_our_schemas_are_found():
 def test_there_are_workflows():
     names = {p.name for p in WORKFLOWS}
     assert {"rhymeflow_testbed_try_it_now.json", "rhymeflow_wan21_t2v_1.3b.json", "rhymeflow_wan22_t2v_a14b_two_experts.json",
-            "rhymeflow_hunyuan_video_t2v.json", "rhymeflow_ltxv_t2v.json", "rhymeflow_mochi_t2v.json"} <= names
+            "rhymeflow_hunyuan_video_t2v.json", "rhymeflow_ltxv_t2v.json", "rhymeflow_mochi_t2v.json", "rhymeflow_wan21_i2v_480p.json",
+            "rhymeflow_wan22_ti2v_5b.json", "rhymeflow_testbed_dropin.json", "rhymeflow_wan21_t2v_1.3b_async_sampler.json"} <= names
+
+
+# The drop-in workflows are ComfyUI's own template graphs with RhymeFlow Accelerate added before the sampler.
+DROPIN = {"rhymeflow_wan21_t2v_1.3b": "KSampler", "rhymeflow_wan21_i2v_480p": "KSampler", "rhymeflow_wan22_ti2v_5b": "KSampler",
+          "rhymeflow_wan22_t2v_a14b_two_experts": "KSamplerAdvanced", "rhymeflow_hunyuan_video_t2v": "BasicGuider",
+          "rhymeflow_ltxv_t2v": "SamplerCustom", "rhymeflow_mochi_t2v": "KSampler", "rhymeflow_testbed_dropin": "KSampler"}
+
+
+@pytest.mark.parametrize("name", sorted(DROPIN))
+def test_dropin_workflows_feed_the_sampler_from_the_accelerate_node(name):
+    """Every sampler (or guider) MODEL input comes from RhymeFlow Accelerate, except a dense reference's, and every
+    Accelerate node feeds one; no Async Sampler or Projection Patch is left in these graphs."""
+    wf = json.loads((ROOT / "example_workflows" / f"{name}.json").read_text())
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    links = {l[0]: l for l in wf["links"]}
+    assert not {"RhymeFlowAsyncSampler", "RhymeFlowProjectionPatch"} & {n["type"] for n in nodes.values()}
+    fed = []
+    for n in nodes.values():
+        if n["type"] == DROPIN[name] and "dense" not in n.get("title", ""):
+            src = nodes[links[next(i["link"] for i in n["inputs"] if i["name"] == "model")][1]]
+            assert src["type"] == "RhymeFlowAccelerate", f"{name}: {n['type']} {n['id']} gets its MODEL from {src['type']}"
+            fed.append(src["id"])
+    accelerate = [n["id"] for n in nodes.values() if n["type"] == "RhymeFlowAccelerate"]
+    assert fed and sorted(fed) == sorted(accelerate)
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -141,7 +185,7 @@ def test_workflow_structure(path):
     wf = json.loads(path.read_text())
     assert wf["version"] == 0.4
     known = {**CORE, **our_nodes()}
-    optional = optional_sockets()
+    optional = optional_sockets() | CORE_OPTIONAL
     nodes = {n["id"]: n for n in wf["nodes"]}
     assert len(nodes) == len(wf["nodes"]), "duplicate node ids"
     assert wf["last_node_id"] >= max(nodes)

@@ -70,7 +70,8 @@ import {
  * }} ComfyNode
  */
 
-const SAMPLER = "RhymeFlowAsyncSampler";
+/** Nodes that carry the step-map widget: the Async Sampler and the drop-in (same schedule inputs). */
+const WIDGET_NODES = ["RhymeFlowAsyncSampler", "RhymeFlowAccelerate"];
 const KEYFRAMES = "RhymeFlowKeyframes";
 const STATS = "RhymeFlowStats";
 const STATS_EVENT = "rhymeflow.stats";
@@ -83,7 +84,7 @@ const DEBOUNCE_MS = 250;
 const MIN_HEIGHT = 320;
 
 /** Sampler widgets sent to the route, and the Keyframes widgets. */
-const SAMPLER_PARAMS = ["preset", "warmup", "n_small", "n_large"];
+const SAMPLER_PARAMS = ["preset", "warmup", "n_small", "n_large", "target_speedup"];
 const KEYFRAME_PARAMS = ["strategy", "budget", "threshold", "manual", "force_first", "force_last"];
 
 /** @type {Set<StepMapWidget>} */
@@ -258,8 +259,10 @@ class StepMapWidget {
       delete out.n_small;
       delete out.n_large;
     }
-    const kf = keyframesNodeOf(this.node);
-    if (kf) for (const name of KEYFRAME_PARAMS) out[name] = /** @type {any} */ (widgetOf(kf, name)?.value);
+    if (out.preset !== "target") delete out.target_speedup; // RhymeFlow Accelerate's target preset only
+    // A connected Keyframes node decides; else the drop-in's own strategy/budget widgets (absent on the sampler).
+    const kf = keyframesNodeOf(this.node) ?? this.node;
+    for (const name of KEYFRAME_PARAMS) out[name] = /** @type {any} */ (widgetOf(kf, name)?.value);
     return out;
   }
 
@@ -693,7 +696,7 @@ const extension = {
     });
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData.name === SAMPLER) {
+    if (WIDGET_NODES.includes(nodeData.name)) {
       const proto = nodeType.prototype;
       chain(proto, "onNodeCreated", function () {
         byNode.set(this, new StepMapWidget(this));

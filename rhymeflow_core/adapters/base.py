@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 
 if TYPE_CHECKING:
-    from ..schedule import ModelDims
+    from ..flops import ModelDims
 
 BlockKey = tuple[str, int]  # the ``patches_replace["dit"]`` key, e.g. ("double_block", 3)
 
@@ -29,7 +29,7 @@ class FamilyAdapter(Protocol):
         """Raise ``ValueError`` naming what is supported if this adapter cannot run ``dit`` exactly."""
 
     def model_dims(self, dit: torch.nn.Module, x: torch.Tensor, text_tokens: int) -> "ModelDims":
-        """The FLOP model's dims of ``dit`` for latent ``x [B, C, F, H, W]`` (``schedule.pass_flops``)."""
+        """The FLOP model's dims of ``dit`` for latent ``x [B, C, F, H, W]`` (``flops.pass_flops``)."""
 
     def block_keys(self, dit: torch.nn.Module) -> list[BlockKey]:
         """Every ``patches_replace["dit"]`` key the patch installs a replacement for."""

@@ -24,8 +24,9 @@ from typing import Callable
 
 import torch
 
-from ..schedule import ModelDims
+from ..flops import ModelDims
 from .base import BlockKey
+from .blocks import BlockAdapter
 
 AttentionFn = Callable[..., torch.Tensor]
 RopeFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -52,10 +53,12 @@ def _with_context(k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, c
     return torch.cat((k, k_ctx), dim=2), torch.cat((v, v_ctx), dim=2), mask
 
 
-class HunyuanVideoAdapter:
+class HunyuanVideoAdapter(BlockAdapter):
     """Block-level math for ComfyUI's ``HunyuanVideo`` (Flux ``DoubleStreamBlock`` / ``SingleStreamBlock``)."""
 
     family = FAMILY
+    dit_class, description, supported = "HunyuanVideo", "a HunyuanVideo DiT", SUPPORTED
+    kv_dim = 2  # K/V are [B, heads, rows, head_dim]
     context_modes = ("kv",)  # single blocks fuse QKV with the MLP input: re-projecting cached inputs costs a full row
     frame_kwargs = ()
 
@@ -64,15 +67,14 @@ class HunyuanVideoAdapter:
         self.apply_rope = apply_rope
         self.apply_mod = apply_mod
 
-    def check_model(self, dit: torch.nn.Module) -> None:
-        """Refuse models whose blocks or token layout this adapter cannot run exactly."""
-        if type(dit).__name__ != "HunyuanVideo" or not hasattr(dit, "double_blocks"):
-            raise ValueError(f"RhymeFlow Projection Patch: model {type(dit).__name__} is not a HunyuanVideo DiT; supported: {SUPPORTED}")
+    def is_plain(self, dit: torch.nn.Module) -> bool:
+        return hasattr(dit, "double_blocks")
+
+    def check_variant(self, dit: torch.nn.Module) -> None:
         patch = list(dit.patch_size)
         if len(patch) != 3 or patch[0] != 1:
-            raise ValueError(f"RhymeFlow Projection Patch: this HunyuanVideo-class model has patch size {patch} (an image model such as "
-                             f"HunyuanImage 2.1 has no frames); keyframe-only passes need one token frame per latent frame; "
-                             f"supported: {SUPPORTED}")
+            raise ValueError(f"this HunyuanVideo-class model has patch size {patch} (an image model such as HunyuanImage 2.1 has "
+                             f"no frames); keyframe-only passes need one token frame per latent frame; supported: {SUPPORTED}")
 
     def model_dims(self, dit: torch.nn.Module, x: torch.Tensor, text_tokens: int) -> ModelDims:
         """Double and single blocks cost the same per row (4 dim^2 + 2 dim ffn multiply-adds)."""
@@ -163,22 +165,19 @@ class HunyuanVideoAdapter:
                                       args["modulation_dims"], n_img, to, ctx)
         return {"img": x}, k, v
 
-    def record_block(self, key: BlockKey, args: dict, run) -> dict:
-        pe = args["pe"]
-        if key == ("double_block", 0):  # the first block; image rows come first in pe, identical in every batch row
-            run.rope["key"] = pe[:1].index_select(2, run.key_tok)
-        out, k, v = self._forward(key, args, run, pe, run.num_frames * run.tokens_per_frame)
-        run.store_context(key, args["transformer_options"], None, k, v, dim=2)  # K/V are [B, heads, rows, head_dim]
-        return out
+    def record_rope(self, args: dict, run) -> None:
+        run.rope["key"] = args["pe"][:1].index_select(2, run.key_tok)  # image rows come first in pe, equal in every batch row
 
-    def keyframe_block(self, key: BlockKey, args: dict, run) -> dict:
+    def full_block(self, key: BlockKey, args: dict, run) -> tuple:
+        out, k, v = self._forward(key, args, run, args["pe"], run.num_frames * run.tokens_per_frame)
+        return out, None, k, v
+
+    def keyframe_forward(self, key: BlockKey, args: dict, run, ctx: tuple) -> dict:
         n_key = run.key_tok.shape[0]
         if run.call["pe"] is None:  # recorded keyframe rows, then this call's text rows (text lengths may differ per call)
             pe = args["pe"]
             rows = run.rope["key"].to(pe.device).expand(pe.shape[0], *run.rope["key"].shape[1:])
             run.call["pe"] = torch.cat((rows, pe[:, :, n_key:]), dim=2)
-        x = args["img"]
-        ctx = run.load_context(key, args["transformer_options"], x)
         return self._forward(key, args, run, run.call["pe"], n_key, ctx)[0]
 
 

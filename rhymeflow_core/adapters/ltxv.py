@@ -30,8 +30,9 @@ from typing import Callable
 
 import torch
 
-from ..schedule import ModelDims
+from ..flops import ModelDims
 from .base import BlockKey
+from .blocks import BlockAdapter
 
 AttentionFn = Callable[..., torch.Tensor]
 RopeFn = Callable[[torch.Tensor, tuple], torch.Tensor]
@@ -55,10 +56,11 @@ def pe_batch(pe: tuple, batch: int) -> tuple:
     return (cos.expand(batch, *cos.shape[1:]), sin.expand(batch, *sin.shape[1:]), *rest)
 
 
-class LTXVAdapter:
+class LTXVAdapter(BlockAdapter):
     """Block-level math for ComfyUI's ``LTXVModel`` (``BasicTransformerBlock``)."""
 
     family = FAMILY
+    dit_class, description, supported = "LTXVModel", "a plain LTX-Video DiT", SUPPORTED
     context_modes = ("kv", "hidden")
     frame_kwargs = ("denoise_mask",)  # image-to-video: per-token timesteps are patchified from it
 
@@ -67,13 +69,9 @@ class LTXVAdapter:
         self.apply_rope = apply_rope
         self.rms_norm = rms_norm
 
-    def check_model(self, dit: torch.nn.Module) -> None:
-        """Refuse models whose blocks this adapter cannot run exactly."""
+    def is_plain(self, dit: torch.nn.Module) -> bool:
         blocks = getattr(dit, "transformer_blocks", None)
-        if (type(dit).__name__ != "LTXVModel" or not blocks or not hasattr(blocks[0], "scale_shift_table")
-                or not hasattr(blocks[0], "attn1")):
-            raise ValueError(f"RhymeFlow Projection Patch: model {type(dit).__name__} is not a plain LTX-Video DiT; "
-                             f"supported: {SUPPORTED}")
+        return bool(blocks) and hasattr(blocks[0], "scale_shift_table") and hasattr(blocks[0], "attn1")
 
     def model_dims(self, dit: torch.nn.Module, x: torch.Tensor, text_tokens: int) -> ModelDims:
         """FLOP-model dims for latent ``x``: text enters through cross-attention, as in Wan."""
@@ -148,25 +146,24 @@ class LTXVAdapter:
 
     # ---------------------------------------------------------------------------------- patch entry points
 
-    def record_block(self, key: BlockKey, args: dict, run) -> dict:
-        to = args["transformer_options"]
-        i = key[1]
-        x = args["img"]
-        if i == 0:
-            run.rope["key"], run.rope["other"] = pe_rows(args["pe"], run.key_tok), pe_rows(args["pe"], run.other_tok)
-        out, k, v = self.block_forward(run.dit.transformer_blocks[i], x, args["vec"], args["pe"], args["txt"],
-                                       args["attention_mask"], to)
-        run.store_context(i, to, x, k, v)
-        return {"img": out}
+    def record_rope(self, args: dict, run) -> None:
+        run.rope["key"], run.rope["other"] = pe_rows(args["pe"], run.key_tok), pe_rows(args["pe"], run.other_tok)
 
-    def keyframe_block(self, key: BlockKey, args: dict, run) -> dict:
-        to = args["transformer_options"]
-        i = key[1]
-        block, x, vec = run.dit.transformer_blocks[i], args["img"], args["vec"]
-        k_ctx, v_ctx = run.load_context(
-            i, to, x, lambda h: self.kv_from_hidden(block, h, vec, pe_batch(run.rope["other"], h.shape[0])))
-        out = self.keyframe_block_forward(block, x, vec, pe_batch(run.rope["key"], x.shape[0]), args["txt"],
-                                          args["attention_mask"], k_ctx, v_ctx, to)
+    def full_block(self, key: BlockKey, args: dict, run) -> tuple:
+        x = args["img"]
+        out, k, v = self.block_forward(run.dit.transformer_blocks[key[1]], x, args["vec"], args["pe"], args["txt"],
+                                       args["attention_mask"], args["transformer_options"])
+        return {"img": out}, x, k, v
+
+    def kv_from_hidden_fn(self, key: BlockKey, args: dict, run):
+        block, vec = run.dit.transformer_blocks[key[1]], args["vec"]
+        return lambda h: self.kv_from_hidden(block, h, vec, pe_batch(run.rope["other"], h.shape[0]))
+
+    def keyframe_forward(self, key: BlockKey, args: dict, run, ctx: tuple) -> dict:
+        k_ctx, v_ctx = ctx
+        x = args["img"]
+        out = self.keyframe_block_forward(run.dit.transformer_blocks[key[1]], x, args["vec"], pe_batch(run.rope["key"], x.shape[0]),
+                                          args["txt"], args["attention_mask"], k_ctx, v_ctx, args["transformer_options"])
         return {"img": out}
 
 

@@ -26,8 +26,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..schedule import ModelDims
+from ..flops import ModelDims
 from .base import BlockKey
+from .blocks import BlockAdapter
 
 AttentionFn = Callable[..., torch.Tensor]
 RopeFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -38,10 +39,11 @@ SUPPORTED = "Mochi 1 (Genmo AsymmDiTJoint) text-to-video, context mode 'kv' only
 EPS = 1e-6  # the eps of Mochi's modulated and gated RMS norms
 
 
-class MochiAdapter:
+class MochiAdapter(BlockAdapter):
     """Block-level math for ComfyUI's ``AsymmDiTJoint`` (blocks: ``AsymmetricJointBlock``)."""
 
     family = FAMILY
+    dit_class, description, supported = "AsymmDiTJoint", "a Mochi DiT with asymmetric joint blocks", SUPPORTED
     context_modes = ("kv",)
     frame_kwargs = ()  # Mochi's DiT takes no per-frame conditioning besides the latent
 
@@ -50,13 +52,10 @@ class MochiAdapter:
         self.apply_rope = apply_rope
         self.rms_norm = rms_norm
 
-    def check_model(self, dit: torch.nn.Module) -> None:
-        """Refuse models whose blocks are not Mochi's asymmetric joint blocks."""
+    def is_plain(self, dit: torch.nn.Module) -> bool:
         blocks = getattr(dit, "blocks", None)
-        if type(dit).__name__ != "AsymmDiTJoint" or not blocks or not all(
-                hasattr(b, "mod_x") and hasattr(b, "update_y") and hasattr(getattr(b, "attn", None), "qkv_y") for b in blocks):
-            raise ValueError(f"RhymeFlow Projection Patch: model {type(dit).__name__} is not a Mochi DiT with asymmetric joint "
-                             f"blocks; supported: {SUPPORTED}")
+        return bool(blocks) and all(hasattr(b, "mod_x") and hasattr(b, "update_y") and hasattr(getattr(b, "attn", None), "qkv_y")
+                                    for b in blocks)
 
     def model_dims(self, dit: torch.nn.Module, x: torch.Tensor, text_tokens: int) -> ModelDims:
         """FLOP-model dims: text joins the attention sequence through its own, narrower stream.
@@ -127,23 +126,18 @@ class MochiAdapter:
 
     # ---------------------------------------------------------------------------------- patch entry points
 
-    def record_block(self, key: BlockKey, args: dict, run) -> dict:
-        to = args["transformer_options"]
-        i = key[1]
-        cos, sin = args["rope_cos"], args["rope_sin"]
-        if i == 0:
-            run.rope["cos"], run.rope["sin"] = cos.index_select(0, run.key_tok), sin.index_select(0, run.key_tok)
-        x, y, k, v = self.block_forward(run.dit.blocks[i], args["img"], args["vec"], args["txt"], cos, sin, args["num_tokens"], to)
-        run.store_context(i, to, args["img"], k, v)
-        return {"img": x, "txt": y}
+    def record_rope(self, args: dict, run) -> None:
+        run.rope["cos"] = args["rope_cos"].index_select(0, run.key_tok)
+        run.rope["sin"] = args["rope_sin"].index_select(0, run.key_tok)
 
-    def keyframe_block(self, key: BlockKey, args: dict, run) -> dict:
-        to = args["transformer_options"]
-        i = key[1]
-        x = args["img"]
-        kv_ctx = run.load_context(i, to, x)
-        x, y, _, _ = self.block_forward(run.dit.blocks[i], x, args["vec"], args["txt"], run.rope["cos"], run.rope["sin"],
-                                        args["num_tokens"], to, kv_ctx)
+    def full_block(self, key: BlockKey, args: dict, run) -> tuple:
+        x, y, k, v = self.block_forward(run.dit.blocks[key[1]], args["img"], args["vec"], args["txt"], args["rope_cos"],
+                                        args["rope_sin"], args["num_tokens"], args["transformer_options"])
+        return {"img": x, "txt": y}, args["img"], k, v
+
+    def keyframe_forward(self, key: BlockKey, args: dict, run, ctx: tuple) -> dict:
+        x, y, _, _ = self.block_forward(run.dit.blocks[key[1]], args["img"], args["vec"], args["txt"], run.rope["cos"], run.rope["sin"],
+                                        args["num_tokens"], args["transformer_options"], ctx)
         return {"img": x, "txt": y}
 
 

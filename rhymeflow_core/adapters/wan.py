@@ -20,8 +20,9 @@ from typing import Callable
 
 import torch
 
-from ..schedule import ModelDims
+from ..flops import ModelDims
 from .base import BlockKey
+from .blocks import BlockAdapter
 
 AttentionFn = Callable[..., torch.Tensor]
 RopeFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -38,10 +39,11 @@ def repeat_e(e: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.repeat_interleave(e, x.shape[1] // e.shape[1], dim=1)
 
 
-class WanAdapter:
+class WanAdapter(BlockAdapter):
     """Block-level math for Wan DiTs whose blocks are ComfyUI's ``WanAttentionBlock``."""
 
     family = FAMILY
+    dit_class, description, supported = "WanModel", "a plain Wan DiT", SUPPORTED
     context_modes = ("kv", "hidden")
     frame_kwargs = ("denoise_mask",)  # Wan 2.2 TI2V: per-frame timesteps are computed from it
 
@@ -49,14 +51,13 @@ class WanAdapter:
         self.attention = attention
         self.apply_rope = apply_rope
 
-    def check_model(self, dit: torch.nn.Module) -> None:
-        """Refuse models whose blocks this adapter cannot run exactly."""
+    def is_plain(self, dit: torch.nn.Module) -> bool:
         blocks = getattr(dit, "blocks", None)
-        if type(dit).__name__ != "WanModel" or blocks is None or not hasattr(blocks[0], "modulation"):
-            raise ValueError(f"RhymeFlow Projection Patch: model {type(dit).__name__} is not a plain Wan DiT; supported: {SUPPORTED}")
+        return blocks is not None and hasattr(blocks[0], "modulation")
+
+    def check_variant(self, dit: torch.nn.Module) -> None:
         if getattr(dit, "ref_conv", None) is not None:
-            raise ValueError("RhymeFlow Projection Patch: Wan models with a reference-image input (Fun-Control / ref_conv) are "
-                             f"not supported; supported: {SUPPORTED}")
+            raise ValueError(f"Wan models with a reference-image input (Fun-Control / ref_conv) are not supported; supported: {SUPPORTED}")
 
     def model_dims(self, dit: torch.nn.Module, x: torch.Tensor, text_tokens: int) -> ModelDims:
         """FLOP-model dims for latent ``x``: text (and CLIP image tokens) enter through cross-attention."""
@@ -141,22 +142,23 @@ class WanAdapter:
 
     # ---------------------------------------------------------------------------------- patch entry points
 
-    def record_block(self, key: BlockKey, args: dict, run) -> dict:
-        to = args["transformer_options"]
-        i = key[1]
-        x = args["img"]
-        if i == 0:
-            run.rope["key"], run.rope["other"] = args["pe"][:, run.key_tok], args["pe"][:, run.other_tok]
-        out, k, v = self.block_forward(run.dit.blocks[i], x, args["vec"], args["pe"], args["txt"], to, run.call["context_img_len"])
-        run.store_context(i, to, x, k, v)
-        return {"img": out}
+    def record_rope(self, args: dict, run) -> None:
+        run.rope["key"], run.rope["other"] = args["pe"][:, run.key_tok], args["pe"][:, run.other_tok]
 
-    def keyframe_block(self, key: BlockKey, args: dict, run) -> dict:
-        to = args["transformer_options"]
-        i = key[1]
-        block, x, e0 = run.dit.blocks[i], args["img"], args["vec"]
-        k_ctx, v_ctx = run.load_context(i, to, x, lambda h: self.kv_from_hidden(block, h, e0, run.rope["other"]))
-        return {"img": self.keyframe_block_forward(block, x, e0, run.rope["key"], args["txt"], k_ctx, v_ctx, to, run.call["context_img_len"])}
+    def full_block(self, key: BlockKey, args: dict, run) -> tuple:
+        x = args["img"]
+        out, k, v = self.block_forward(run.dit.blocks[key[1]], x, args["vec"], args["pe"], args["txt"], args["transformer_options"],
+                                       run.call["context_img_len"])
+        return {"img": out}, x, k, v
+
+    def kv_from_hidden_fn(self, key: BlockKey, args: dict, run):
+        block, e0 = run.dit.blocks[key[1]], args["vec"]
+        return lambda h: self.kv_from_hidden(block, h, e0, run.rope["other"])
+
+    def keyframe_forward(self, key: BlockKey, args: dict, run, ctx: tuple) -> dict:
+        k_ctx, v_ctx = ctx
+        return {"img": self.keyframe_block_forward(run.dit.blocks[key[1]], args["img"], args["vec"], run.rope["key"], args["txt"],
+                                                   k_ctx, v_ctx, args["transformer_options"], run.call["context_img_len"])}
 
 
 def comfyui_adapter() -> WanAdapter:

@@ -17,7 +17,8 @@ Choices, as in the authors' code unless noted:
   and RhymeFlow keyframe-only passes (q shorter than k: passed through, see ``attention_override``).
 - Deterministic: partitions come from a generator seeded by (seed, block, feature, cache window),
   not the global RNG (the authors use the global CUDA RNG).
-- Schedules are calibrated per model (``rhymeflow_core.asymrnr.calibrate``, imported on demand):
+- Schedules are calibrated per model (``rhymeflow_core.asymrnr.calibrate``, imported on demand; the test
+  bed's run and CLI: ``rhymeflow_core.testbed.calibrate_asymrnr``):
   the authors' tier tables exist for other models only, and their generating code is unreleased.
 """
 from .attention_override import KEY, grid_wrapper, install, make_override

@@ -174,6 +174,7 @@ class WanModel(nn.Module):
         self.cfg = cfg
         self.patch_size = cfg.patch_size
         self.dim, self.freq_dim, self.out_dim, self.num_heads = cfg.dim, cfg.freq_dim, cfg.out_dim, cfg.num_heads
+        self.ffn_dim = cfg.ffn_dim  # as ComfyUI's WanModel: the FLOP model reads it
         self.patch_embedding = nn.Conv3d(cfg.in_dim, cfg.dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
         self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, cfg.dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.dim, cfg.dim))
         self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, cfg.dim), nn.SiLU(), nn.Linear(cfg.dim, cfg.dim))

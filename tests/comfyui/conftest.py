@@ -150,6 +150,7 @@ def pack(pack_import) -> types.SimpleNamespace:
         patch=pack_import("rhymeflow_core.patch"),
         presets=pack_import("rhymeflow_core.presets"),
         schedule=pack_import("rhymeflow_core.schedule"),
+        flops=pack_import("rhymeflow_core.flops"),
         adapters=pack_import("rhymeflow_core.adapters"),
         asymrnr=pack_import("rhymeflow_core.asymrnr"),
         asym=pack_import("nodes.asymrnr_node"),
@@ -157,6 +158,7 @@ def pack(pack_import) -> types.SimpleNamespace:
         kf_node=pack_import("nodes.keyframes_node").RhymeFlowKeyframes,
         sampler_node=pack_import("nodes.sampler_node").RhymeFlowAsyncSampler,
         patch_node=pack_import("nodes.patch_node").RhymeFlowProjectionPatch,
+        dropin_node=pack_import("nodes.dropin_node").RhymeFlowAccelerate,
         stats_node=pack_import("nodes.stats_node").RhymeFlowStats,
         compare_node=pack_import("nodes.compare_node").RhymeFlowCompare,
     )

@@ -10,7 +10,7 @@ Every family test builds a tiny random model of ComfyUI's class, wraps it in a M
   5. the keyframe-only pass computes only keyframe query rows: every attention call's queries have
      ``keyframes x tokens_per_frame`` visual rows while its keys cover every frame; and the FLOPs
      counted inside the DiT blocks, over the dense pass's, match the FLOP model's ratio
-     (``schedule.pass_flops``, which leaves out embeddings and the head, as this count does).
+     (``flops.pass_flops``, which leaves out embeddings and the head, as this count does).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from rhymeflow_core.flops import count_flops
-from rhymeflow_core.schedule import pass_flops
+from rhymeflow_core.flops import pass_flops
 
 
 @dataclass

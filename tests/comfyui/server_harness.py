@@ -186,8 +186,8 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
             if not values:
                 raise ValueError(f"node {node['id']} {node['type']}: no widget value left for {name!r}")
             inputs[name] = values.pop(0)
-            if _has_control(name, spec):
-                values.pop(0)
+            if _has_control(name, spec) or (len(spec) > 1 and spec[1].get("image_upload")):
+                values.pop(0)  # the value the frontend stores for the control / upload widget after this one
         if values:
             raise ValueError(f"node {node['id']} {node['type']}: {len(values)} widget values left over: {values}")
         prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs, "_meta": {"title": node.get("title", node["type"])}}

@@ -280,7 +280,7 @@ def test_composition_with_projection_patch(pack, wan, order):
     out = _sample(pack, m, _rf_sampler(pack))
     assert torch.isfinite(out).all() and not torch.equal(out, plain_rf)
     holder = pack.glue.holder_of(m)
-    rf = holder.last_stats
+    rf = holder.last_result.to_dict()
     assert rf["keyframe_passes"] > 0 and rf["full_passes"] > 0
     summary, stats = _stats(pack, m, out)
     assert stats["unequal_passthrough"] > 0  # keyframe-only passes: attention passed through

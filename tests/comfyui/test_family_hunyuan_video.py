@@ -205,7 +205,7 @@ def test_whole_rhymeflow_run_through_comfyui_sampling(comfyui, pack, t2v, varian
     out = _guided_sample(patched, positive, rf, latent)
     assert out.shape == latent["samples"].shape and torch.isfinite(out).all()
     assert holder.run is None
-    stats = holder.last_stats
+    stats = holder.last_result.to_dict()
     roles = torch.tensor(stats["roles"])
     assert roles.shape == (FRAMES, STEPS) and stats["keyframes"] == [0, FRAMES - 1]
     syncs = [i for i, _ in pack.schedule.sync_groups(STEPS, pack.schedule.ScheduleConfig.from_dict(stats["schedule"]))]
@@ -243,7 +243,7 @@ def test_real_size_dims_match_family_dims(comfyui, pack):
     model = model_config.get_model({}, device="meta")
     dit = model.diffusion_model
     assert comfy.model_detection.detect_unet_config(dit.state_dict(), "") == cfg  # detection gives back this config
-    expected, shift = pack.schedule.FAMILY_DIMS["hunyuan_video-720p"]
+    expected, shift = pack.flops.FAMILY_DIMS["hunyuan_video-720p"]
     assert model.model_sampling.shift == shift
     x = torch.empty(1, 16, 33, 90, 160, device="meta")  # 1280x720, 129 frames through the 4x8x8 VAE
     dims = pack.adapters.comfyui_adapter(dit).model_dims(dit, x, expected.text_tokens)  # text length is the prompt's, not the model's

@@ -179,7 +179,7 @@ def _whole_run(pack, patcher, latent: dict, conds, context_mode: str, strategy: 
     assert torch.isfinite(out).all()
     holder = pack.glue.holder_of(patched)
     assert holder.run is None, "run state must not outlive the run"
-    stats = holder.last_stats
+    stats = holder.last_result.to_dict()
     sigmas = comfy.samplers.calculate_sigmas(patcher.get_model_object("model_sampling"), "simple", STEPS)
     cfg = pack.presets.preset_schedule("paper", sigmas, "ltxv")
     expected = pack.schedule.build_step_map(FRAMES, STEPS, cfg, stats["keyframes"])
@@ -242,7 +242,7 @@ def test_flop_dims_of_the_real_models(comfyui, pack, name, layers, width):
     assert type(dm).__name__ == "LTXVModel" and next(dm.parameters()).is_meta
     text_tokens = len(comfy.text_encoders.lt.LTXVT5Tokenizer().tokenize_with_weights("a red fox in the snow")["t5xxl"][0])
     got = pack.adapters.comfyui_adapter(dm).model_dims(dm, torch.empty(1, 128, 16, 16, 24, device="meta"), text_tokens)
-    expected, shift = pack.schedule.FAMILY_DIMS[name]
+    expected, shift = pack.flops.FAMILY_DIMS[name]
     assert dataclasses.replace(got, name=name) == expected
     # LTX samples Flux-style (ComfyUI's 2.37 is mu): FAMILY_DIMS' shift must give ComfyUI's own simple-scheduler sigmas
     # (to the 1000-step table's resolution; ComfyUI's Flux table has 10000 steps, which moves the last sigmas by < 0.004)

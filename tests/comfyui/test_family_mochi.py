@@ -87,7 +87,7 @@ def test_mochi_dense_block_flops_match_the_flop_model(pack, patcher):
     dm = patcher.model.diffusion_model
     measured = block_flops(patcher, inputs, adapter.block_keys(dm))
     dims = adapter.model_dims(dm, inputs.x, inputs.text_tokens)
-    predicted = pack.schedule.pass_flops(dims, FRAMES)
+    predicted = pack.flops.pass_flops(dims, FRAMES)
     print({"measured_dense_block_flops": measured, "model": predicted, "ratio": round(measured / predicted, 4)})
     assert measured / predicted == pytest.approx(1.0, abs=0.01)
 
@@ -160,7 +160,7 @@ def test_mochi_whole_rhymeflow_run_through_comfyui_sampling(pack, patcher):
 
     holder = pack.glue.holder_of(patched)
     assert holder.run is None
-    stats = holder.last_stats
+    stats = holder.last_result.to_dict()
     expected = pack.schedule.build_step_map(FRAMES, STEPS, pack.schedule.ScheduleConfig.from_dict(stats["schedule"]),
                                             stats["keyframes"])
     assert stats["keyframes"] == [0, FRAMES - 1] and stats["roles"] == expected.roles.tolist()
@@ -200,5 +200,5 @@ def test_mochi_real_size_flop_dims_match_family_dims(pack, comfyui):
     dit = config.get_model({}, device="meta").diffusion_model
     latent = comfy_extras.nodes_mochi.EmptyMochiLatentVideo.execute(width=848, height=480, length=163).args[0]["samples"]
     dims = pack.adapters.comfyui_adapter(dit).model_dims(dit, latent, dit.t5_token_length)
-    expected = pack.schedule.FAMILY_DIMS["mochi1-480p"][0]
+    expected = pack.flops.FAMILY_DIMS["mochi1-480p"][0]
     assert dataclasses.replace(dims, name=expected.name) == expected, dims

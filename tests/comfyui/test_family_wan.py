@@ -118,7 +118,7 @@ def _whole_run(comfyui, pack, patcher, latent, conds, denoise_mask=None) -> torc
                        _sample(comfyui, patcher, euler, latent, conds, denoise_mask)), "the patch must be inert outside RhymeFlow"
     out = _sample(comfyui, patched, _rhymeflow(pack), latent, conds, denoise_mask)
     holder = pack.glue.holder_of(patched)
-    stats = holder.last_stats
+    stats = holder.last_result.to_dict()
     assert out.shape == latent.shape and torch.isfinite(out).all()
     assert holder.run is None and stats["keyframe_passes"] > 0 and len(stats["roles"]) == latent.shape[2]
     assert stats["full_passes"] == stats["schedule"]["warmup"] + sum(1 for s in range(12) if stats["roles"][1][s] == 1)
@@ -173,12 +173,12 @@ def test_flop_dims_of_the_real_models(comfyui, pack, name, cfg, latent):
 
     import comfy.ops
 
-    from rhymeflow_core.schedule import FAMILY_DIMS
+    from rhymeflow_core.flops import FAMILY_DIMS
 
     dm = comfyui.wan.WanModel(model_type="t2v", patch_size=(1, 2, 2), text_dim=4096, freq_dim=256, device="meta",
                               operations=comfy.ops.disable_weight_init, **{"in_dim": 16, "out_dim": 16} | cfg)
-    adapter = pack.glue.adapters.comfyui_adapter(dm)
+    adapter = pack.adapters.comfyui_adapter(dm)
     expected, _ = FAMILY_DIMS[name]
     got = adapter.model_dims(dm, torch.empty(1, *latent, device="meta"), expected.text_tokens)
-    # asdict: the pack's schedule module (imported as ComfyUI imports the pack) is another class object
+    # asdict: the pack's flops module (imported as ComfyUI imports the pack) is another class object
     assert dataclasses.asdict(got) | {"name": name} == dataclasses.asdict(expected)

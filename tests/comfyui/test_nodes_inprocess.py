@@ -99,7 +99,7 @@ def test_patch_clones_and_never_mutates_the_input(pack, wan):
     assert _options_snapshot(wan) == before
     # a clone of the patched model gets its own holder (no shared run state or stats)
     c = m.clone()
-    assert pack.glue.holder_of(c) is not holder and pack.glue.holder_of(c).last_stats is None
+    assert pack.glue.holder_of(c) is not holder and pack.glue.holder_of(c).last_result is None
 
 
 def test_second_patch_replaces_the_first(pack, wan):
@@ -200,7 +200,7 @@ def test_sampler_custom_schedule_error(pack, wan):
     m = _patched(pack, wan)
     with pytest.raises(ValueError, match=r"RhymeFlow Async Sampler: preset=custom at 10 steps: warmup=10 must be smaller"):
         _sample(pack, m, _rf_sampler(pack, preset="custom", warmup=10))
-    with pytest.raises(ValueError, match=r"input 'n_large' = 1 is below n_small = 2"):
+    with pytest.raises(ValueError, match=r"RhymeFlow Async Sampler: n_large=1 must be at least n_small=2"):
         _rf_sampler(pack, preset="custom", n_large=1)
 
 
@@ -226,7 +226,7 @@ def test_run_stats_and_state(pack, wan):
     out = _sample(pack, m, _rf_sampler(pack))
     assert torch.isfinite(out).all() and out.shape == clean.shape
     # the holder reached through the MODEL is the one the run used: ComfyUI copies dicts, not objects
-    stats = holder.last_stats
+    stats = holder.last_result.to_dict()
     assert stats is not None and holder.run is None
     assert stats["frames"] == 5 and stats["steps"] == STEPS and len(stats["roles"]) == 5 and len(stats["roles"][0]) == STEPS
     assert stats["keyframes"] == [0, 4] and stats["text_tokens"] == 8
@@ -348,7 +348,7 @@ def test_two_experts_sync_cleanly_at_the_switch_and_share_one_step_map(pack, wan
 
     mid = run(high, sigmas[:switch + 1], latent, comfy.sample.prepare_noise(latent, 0))
     out = run(low, sigmas[switch:], mid, torch.zeros_like(latent))
-    first, second = pack.glue.holder_of(high).last_stats, pack.glue.holder_of(low).last_stats
+    first, second = pack.glue.holder_of(high).last_result.to_dict(), pack.glue.holder_of(low).last_result.to_dict()
     assert second["schedule"]["warmup"] == 1 < first["schedule"]["warmup"]  # the low-noise run starts with one sync
     assert first["sigma_end"] == second["sigma_start"] == round(float(sigmas[switch]), 4)
     assert all(r in (0, 1) for r in (row[0] for row in second["roles"]))  # its first step is a full pass on every frame

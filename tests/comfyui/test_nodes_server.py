@@ -27,7 +27,9 @@ WORKFLOWS = sorted((REPO_ROOT / "example_workflows").glob("*.json"))
 OUR_NODES = ("RhymeFlowKeyframes", "RhymeFlowAsyncSampler", "RhymeFlowProjectionPatch", "RhymeFlowStats", "RhymeFlowCompare",
              "RhymeFlowTestbedConditioning", "RhymeFlowTestbedEmptyLatent", "RhymeFlowTestbedDecode")
 FRAMES, STEPS, SEED, CLASS = 9, 20, 1234, "cat"
-FILE_INPUTS = ("unet_name", "clip_name", "clip_name1", "clip_name2", "vae_name", "ckpt_name", "lora_name")  # combos listing model files
+DROPIN_TESTBED = REPO_ROOT / "example_workflows" / "rhymeflow_testbed_dropin.json"
+FILE_INPUTS = ("unet_name", "clip_name", "clip_name1", "clip_name2", "vae_name", "ckpt_name", "lora_name",
+               "image")  # combos listing model (or input image) files
 
 
 # ----------------------------------------------------------------------------------------------- UI -> API
@@ -122,6 +124,23 @@ def test_workflow_validates_against_object_info(object_info, path):
 
 # ----------------------------------------------------------------------------------------------- runs
 
+def test_dropin_workflow_runs(server, object_info, checkpoint):
+    """The test-bed drop-in graph as queued from the UI: plain KSampler (uni_pc) behind RhymeFlow Accelerate, beside
+    the dense KSampler; the realised step map reaches the Stats node's UI output with keyframe-only passes."""
+    prompt = ui_to_api(json.loads(DROPIN_TESTBED.read_text()), object_info)
+    run = server.run(prompt)
+    assert run.ok(), run.error()
+    stats = run.outputs[find_node(prompt, "RhymeFlowStats")]["rhymeflow_stats"][0]
+    accelerate = prompt[find_node(prompt, "RhymeFlowAccelerate")]["inputs"]
+    ksampler = prompt[find_node(prompt, "KSampler", model="RhymeFlowAccelerate")]["inputs"]
+    frames = prompt[find_node(prompt, "RhymeFlowTestbedEmptyLatent")]["inputs"]["frames"]
+    assert stats["entry"] == "dropin" and stats["sampler"] == ksampler["sampler_name"] == "uni_pc"
+    assert stats["frames"] == frames and stats["steps"] == ksampler["steps"] and len(stats["keyframes"]) == accelerate["budget"]
+    assert stats["keyframe_passes"] > 0 and stats["calls"]["keyframe"] > 0 and stats["flop_speedup"] > 1
+    compare = run.outputs[find_node(prompt, "RhymeFlowCompare")]["rhymeflow_compare"][0]
+    assert len(compare["psnr_frames"]) == frames and compare["psnr_mean"] > 15, compare
+
+
 def test_try_it_now_runs(server, object_info, checkpoint, testbed_prompt):
     run = server.run(testbed_prompt)
     assert run.ok(), run.error()
@@ -157,7 +176,7 @@ def reference(checkpoint, testbed_prompt):
     rf, _, holder = runner.run_sampler(sample_rhymeflow, model, job, config=PatchConfig(), plan=KeyframePlan(),
                                        schedule=preset_schedule(sampler["preset"], simple_sigmas(STEPS, 3.0)), projection=sampler["projection"],
                                        keyframe_solver=sampler["keyframe_solver"])
-    return dense, rf, holder.last_stats["keyframes"]
+    return dense, rf, holder.last_result.keyframes
 
 
 def _model_space(latent: torch.Tensor) -> torch.Tensor:

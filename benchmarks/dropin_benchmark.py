@@ -1,0 +1,101 @@
+"""The drop-in benchmark: RhymeFlow Accelerate in a plain KSampler graph, per sampler and per composition.
+
+Run from the repo root with ComfyUI's interpreter::
+
+    OMP_NUM_THREADS=2 /opt/comfyui/.venv/bin/python benchmarks/dropin_benchmark.py [--steps 30] [--frames 16]
+
+Graph (the Wan 2.1 T2V template's shape on the test bed): UNETLoader (test-bed checkpoint) -> ModelSamplingSD3
+shift 3 -> [patch] -> [RhymeFlow Accelerate, preset paper, semantic keyframes] -> KSampler (``common_ksampler``,
+scheduler simple, cfg 3) -> RhymeFlow Test-bed Decode. Each row is compared with the dense run of the *same*
+graph without the Accelerate node (same sampler, same patch), so a row's PSNR is what the node costs there.
+
+Columns: wall-clock speed-up (median over ``--videos`` back-to-back dense/accelerated pairs), pixel PSNR mean /
+worst frame over those videos (classes cycled, seeds 0..), DiT calls per pass kind, FLOP-ideal speed-up of the realised
+step map at the model's real dims. Writes ``out/dropin_benchmark/dropin_benchmark.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLERS = ("euler", "uni_pc", "dpmpp_2m", "res_multistep", "deis", "heun")
+CFG = 3.0
+
+
+def _setup():
+    spec = importlib.util.spec_from_file_location("comfyui_benchmark", ROOT / "benchmarks" / "comfyui_benchmark.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench  # its dataclasses look their module up
+    spec.loader.exec_module(bench)
+    pack = bench.set_up_comfyui()
+    dropin = importlib.import_module(f"{bench.PACK}.nodes.dropin_node").RhymeFlowAccelerate
+    return bench, pack, dropin
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--frames", type=int, default=16)
+    ap.add_argument("--videos", type=int, default=2)
+    ap.add_argument("--budget", type=int, default=4)
+    ap.add_argument("--samplers", nargs="+", default=list(SAMPLERS))
+    ap.add_argument("--out", type=Path, default=ROOT / "out" / "dropin_benchmark")
+    a = ap.parse_args(argv)
+    bench, pack, dropin = _setup()
+    import comfy.sd
+    import nodes as comfy_nodes
+    import torch
+    from comfy_extras.nodes_model_advanced import ModelSamplingSD3
+
+    base = ModelSamplingSD3().patch(comfy.sd.load_diffusion_model(str(bench.DEFAULT_CHECKPOINT)), bench.SHIFT)[0]
+    conds = {c: pack.tb.RhymeFlowTestbedConditioning.execute(c).args for c in pack.classes}
+
+    def accelerate(model):
+        return dropin.execute(model, preset="paper", target_speedup=1.6, strategy="semantic", budget=a.budget, context_mode="kv", warmup=5,
+                              n_small=2, n_large=3, placement="device", cache_dtype="auto").args[0]
+
+    def asym(model):
+        return pack.asym.RhymeFlowAsymRnR.execute(model, "testbed", 0.3, 0.3, 1.0, "", 0.2, 0, 0).args[0]
+
+    @torch.inference_mode()  # as ComfyUI executes nodes (uni_pc would otherwise keep an autograd graph: GBs)
+    def sample(model, sampler, video):
+        cls = pack.classes[video % len(pack.classes)]
+        latent = {"samples": torch.zeros(1, 16, a.frames, 16, 16)}
+        out = comfy_nodes.common_ksampler(model, video, a.steps, CFG, sampler, "simple", *conds[cls], latent)[0]["samples"]
+        return pack.tb.RhymeFlowTestbedDecode.execute({"samples": out}).args[0].permute(3, 0, 1, 2)
+
+    rows = [(f"KSampler {s}", s, base) for s in a.samplers]
+    rows += [("uni_pc + AsymRnR (testbed 0.3)", "uni_pc", asym(base))]
+    results = []
+    for name, sampler, model in rows:
+        fast = accelerate(model)
+        psnr, times = [], {"dense": [], "dropin": []}
+        for video in range(a.videos):  # each video times one dense and one accelerated run, back to back
+            out = {}
+            for key, m in (("dense", model), ("dropin", fast)):
+                t0 = time.perf_counter()
+                out[key] = sample(m, sampler, video)
+                times[key].append(time.perf_counter() - t0)
+            psnr.append(pack.metrics.psnr_per_frame(out["dense"], out["dropin"]))
+        result = pack.glue.holder_of(fast).last_result
+        p = torch.cat(psnr)
+        row = {"row": name, "speedup": round(statistics.median(times["dense"]) / statistics.median(times["dropin"]), 3),
+               "psnr_mean": round(float(p.mean()), 2), "psnr_worst": round(float(p.min()), 2), "calls": result.calls,
+               "full_passes": result.full_passes, "keyframe_passes": result.keyframe_passes,
+               "flop_ideal": round(result.flop_speedup, 3), "keyframes": result.keyframes}
+        results.append(row)
+        print(f"{name:34s} speed-up {row['speedup']:5.2f}x  PSNR {row['psnr_mean']:6.2f} (worst {row['psnr_worst']:6.2f}) dB  "
+              f"calls {row['calls']}  FLOP-ideal {row['flop_ideal']:.2f}x", flush=True)
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "dropin_benchmark.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(a).items()},
+                                                             "rows": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
