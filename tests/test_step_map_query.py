@@ -210,14 +210,13 @@ def test_shift_moves_the_planned_warm_up_as_the_sampler_would():
 
 def test_planned_map_sends_the_noise_level_of_each_step():
     """The widget's hover shows sigma per step: the simple scheduler's at the query's shift (the sampler's own
-    sigmas after a run); a custom schedule ignores the shift, so a bad one there only drops the sigmas."""
+    sigmas after a run); every preset, custom included, is resolved on those sigmas, so a bad shift is an error."""
     at8 = planned_step_map({"steps": "30", "shift": "8"})
     assert at8["sigmas"] == [round(float(x), 4) for x in simple_sigmas(30, 8.0)[:-1]]
     assert len(at8["sigmas"]) == 30 and at8["sigmas"][0] > at8["sigmas"][-1] > 0
     assert planned_step_map({"steps": "30"})["sigmas"] == [round(float(x), 4) for x in simple_sigmas(30, 3.0)[:-1]]
     custom = {"preset": "custom", "warmup": "3", "n_small": "2", "n_large": "3", "steps": "12", "frames": "6"}
-    assert planned_step_map({**custom, "shift": "0"})["error"] is None
-    assert planned_step_map({**custom, "shift": "0"})["sigmas"] is None
+    assert planned_step_map({**custom, "shift": "0"})["error"] == "shift=0.0 must lie in 0.1..100"
 
 
 def test_target_preset_plans_the_strides_a_run_would_take():
