@@ -10,10 +10,14 @@ the functions, so this module imports without it (the test bed installs through 
 """
 from __future__ import annotations
 
+import logging
+
 from . import adapters
 from .dropin import DropinConfig, DropinHolder, apply_model_wrapper_dropin, post_cfg_capture, sampler_sample_wrapper
 from .engine import check_flow
 from .patch import KEY, BlockPatch, PatchConfig, RhymeFlowHolder, apply_model_wrapper
+
+log = logging.getLogger("rhymeflow")
 
 
 def outer_sample_wrapper(executor, *args, **kwargs):
@@ -49,6 +53,21 @@ def _check_unpatched(model) -> None:
         raise ValueError(f"input 'model' already has {kind}; RhymeFlow is installed once per MODEL: remove one of the two")
 
 
+def _drop_previous_patch(m) -> None:
+    """A second Projection Patch on a Projection-Patched MODEL (an easy slip when copying graphs) replaces the first.
+
+    Stacked, both APPLY_MODEL wrappers would cut the latent to keyframes, the inner one indexing an already cut
+    tensor (an IndexError deep in the DiT, naming no RhymeFlow node). The block patches and the holder are simply
+    overwritten by the new ones; the wrappers are lists per key, so the old ones are removed from this clone.
+    Mixing the two entry points (Projection Patch and the drop-in) stays a refusal: which one was meant is unclear.
+    """
+    import comfy.patcher_extension
+
+    log.info("RhymeFlow: input 'model' was already patched; the earlier Projection Patch is replaced, not stacked")
+    for kind in (comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, comfy.patcher_extension.WrappersMP.APPLY_MODEL):
+        m.remove_wrappers_with_key(kind, KEY)
+
+
 def _install(model, holder: RhymeFlowHolder, apply_model):
     import comfy.patcher_extension
 
@@ -62,9 +81,16 @@ def _install(model, holder: RhymeFlowHolder, apply_model):
 
 
 def patch_model(model, config: PatchConfig):
-    """A clone of ``model`` with the RhymeFlow Projection Patch installed; ``model`` itself is untouched."""
-    _check_unpatched(model)
-    return _install(model, RhymeFlowHolder(config, model_adapter(model)), apply_model_wrapper)
+    """A clone of ``model`` with the RhymeFlow Projection Patch installed (replacing an earlier one); ``model`` itself is untouched."""
+    existing = holder_of(model)
+    if isinstance(existing, DropinHolder):
+        _check_unpatched(model)  # raises: the drop-in is already on this MODEL
+    holder = RhymeFlowHolder(config, model_adapter(model))
+    if existing is None:
+        return _install(model, holder, apply_model_wrapper)
+    m = model.clone()
+    _drop_previous_patch(m)
+    return _install(m, holder, apply_model_wrapper)
 
 
 def accelerate_model(model, config: PatchConfig, dropin: DropinConfig):

@@ -43,7 +43,7 @@ def testbed(comfyui):
 
 @pytest.fixture(scope="module")
 def conds(pack):
-    pos, neg = pack.tb.RhymeFlowTestbedConditioning.execute("discs").args
+    pos, neg = pack.tb.RhymeFlowTestbedConditioning.execute("astronaut").args
     return pos, neg
 
 
@@ -273,7 +273,7 @@ def test_refusals_name_the_node_and_what_works(pack, testbed, conds):
         _ksampler(cached, conds, "euler")
     import nodes as comfy_nodes
 
-    with pytest.raises(ValueError, match=r"RhymeFlow Accelerate: the latent has 1 frames; RhymeFlow needs at least 3"):
+    with pytest.raises(ValueError, match=r"RhymeFlow Accelerate: the latent is an image latent \(shape \(1, 16, 1, 16, 16\): one frame"):
         comfy_nodes.common_ksampler(model, 0, STEPS, CFG, "euler", "simple", conds[0], conds[1],  # an image latent
                                     {"samples": torch.zeros(1, 16, 16, 16)})
     with pytest.raises(ValueError, match=r"RhymeFlow Accelerate: 6 steps is too few"):

@@ -35,7 +35,7 @@ def testbed(comfyui):
 
 @pytest.fixture(scope="module")
 def conds(pack):
-    return pack.tb.RhymeFlowTestbedConditioning.execute("discs").args
+    return pack.tb.RhymeFlowTestbedConditioning.execute("astronaut").args
 
 
 def _accelerate(pack, model):

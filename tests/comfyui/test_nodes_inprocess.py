@@ -386,7 +386,7 @@ def test_every_node_is_listed_and_found_by_what_it_does(pack_import):
         assert info[node_id]["category"] == category and info[node_id]["search_aliases"] == aliases, node_id
     by_category = {c: sorted(i for i in info if info[i]["category"] == c) for c in {v["category"] for v in info.values()}}
     assert by_category == {
-        "RhymeFlow": ["RhymeFlowAsyncSampler", "RhymeFlowCompare", "RhymeFlowKeyframes", "RhymeFlowProjectionPatch",
+        "RhymeFlow": ["RhymeFlowAccelerate", "RhymeFlowAsyncSampler", "RhymeFlowCompare", "RhymeFlowKeyframes", "RhymeFlowProjectionPatch",
                       "RhymeFlowStats"],
         "RhymeFlow/AsymRnR": ["RhymeFlowAsymRnR", "RhymeFlowAsymRnRCalibrate", "RhymeFlowAsymRnRSchedule",
                               "RhymeFlowAsymRnRStats"],
