@@ -33,7 +33,7 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 
 def write_plot(rows: list[dict], title: str, path: Path) -> bool:
-    """PNG with two panels; returns False (and writes nothing) when matplotlib is not installed."""
+    """PNG with two panels; ``rows[0]`` is the reference and is not drawn. False (nothing written) without matplotlib."""
     try:
         import matplotlib
 
@@ -43,7 +43,7 @@ def write_plot(rows: list[dict], title: str, path: Path) -> bool:
         return False
     colours = {"dense-k": "#7f8790", "RhymeFlow": "#2e9d5b", "AsymRnR": "#d9822b", "RhymeFlow + AsymRnR": "#7b52c9"}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
-    points = [r for r in rows if "psnr_mean" in r]
+    points = [r for r in rows[1:] if "psnr_mean" in r]  # rows[0] is the dense reference itself (PSNR vs itself: capped at 100)
     for ax, key, label in ((axes[0], "flop_ratio", "FLOP speed-up vs dense (x)"), (axes[1], "wall_ratio", "wall-clock speed-up vs dense (x, measured)")):
         for fam, colour in colours.items():
             pts = sorted((r[key], r["psnr_mean"], r["method"]) for r in points if family(r["method"]) == fam)
