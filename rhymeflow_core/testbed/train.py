@@ -128,7 +128,7 @@ class Trainer:
         out.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in self.ema.state_dict().items()}
         save_file(state, str(out / CHECKPOINT_NAME), metadata={"format": "pt", "recipe": "rhymeflow_core.testbed.train"})
-        chunk = max(1, len(self.losses) // 10)
+        chunk = max(1, -(-len(self.losses) // 10))  # ten chunks at most, none of a single step
         card = {
             "name": "RhymeFlow test bed v2: Wan 2.1 T2V architecture (4 heads), trained on photograph videos",
             "config": TRAIN_CONFIG.to_dict(),
