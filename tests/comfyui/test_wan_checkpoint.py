@@ -243,7 +243,7 @@ def test_hooks_match(random_fp32, variant):
     ref, patcher, _ = random_fp32
     dm = patcher.model.diffusion_model
     n = TRAINED_CONFIG.num_layers
-    kw = {} if variant == "pass_through" else {"attn_scale": 0.5, "skip_block": 2}
+    kw = {} if variant == "pass_through" else {"attn_scale": 0.5, "skip_block": n - 1}  # the last block: exists at any depth
     rec_comfy, rec_ref = HookRecorder(n, **kw), HookRecorder(n, **kw)
     x, timestep, context = _inputs((5, 15, 17), 0.5, seed=300)
     with torch.no_grad():
