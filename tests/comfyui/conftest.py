@@ -170,6 +170,19 @@ TRY_IT_NOW = REPO_ROOT / "example_workflows" / "rhymeflow_testbed_try_it_now.jso
 
 
 @pytest.fixture(scope="module")
+def testbed(comfyui):
+    """The shipped test-bed checkpoint as UNETLoader loads it, after ModelSamplingSD3 at its training shift (3)."""
+    from comfy_extras.nodes_model_advanced import ModelSamplingSD3
+
+    from rhymeflow_core.testbed import model_io
+
+    path = model_io.checkpoint_path()
+    if not path.exists():
+        pytest.skip(f"trained test-bed checkpoint {path} not present")
+    return ModelSamplingSD3().patch(comfyui.sd.load_diffusion_model(str(path)), model_io.TRAIN_SHIFT)[0]
+
+
+@pytest.fixture(scope="module")
 def server(comfyui, tmp_path_factory):
     """One headless ComfyUI per test module, with this repo as ``custom_nodes/rhymeflow`` (see ``server_harness``)."""
     base = tmp_path_factory.mktemp("comfy_base")

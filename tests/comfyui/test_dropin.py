@@ -28,20 +28,6 @@ MARGIN_DB = 6.0
 
 
 @pytest.fixture(scope="module")
-def testbed(comfyui):
-    """The shipped test-bed checkpoint as UNETLoader loads it, after ModelSamplingSD3."""
-    from comfy_extras.nodes_model_advanced import ModelSamplingSD3
-
-    from rhymeflow_core.testbed import model_io
-
-    path = model_io.checkpoint_path()
-    if not path.exists():
-        pytest.skip(f"trained test-bed checkpoint {path} not present")
-    model = comfyui.sd.load_diffusion_model(str(path))
-    return ModelSamplingSD3().patch(model, SHIFT)[0]
-
-
-@pytest.fixture(scope="module")
 def conds(pack):
     pos, neg = pack.tb.RhymeFlowTestbedConditioning.execute("astronaut").args
     return pos, neg

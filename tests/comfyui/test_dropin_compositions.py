@@ -22,18 +22,6 @@ CFG = 4.0
 
 
 @pytest.fixture(scope="module")
-def testbed(comfyui):
-    from comfy_extras.nodes_model_advanced import ModelSamplingSD3
-
-    from rhymeflow_core.testbed import model_io
-
-    path = model_io.checkpoint_path()
-    if not path.exists():
-        pytest.skip(f"trained test-bed checkpoint {path} not present")
-    return ModelSamplingSD3().patch(comfyui.sd.load_diffusion_model(str(path)), 3.0)[0]
-
-
-@pytest.fixture(scope="module")
 def conds(pack):
     return pack.tb.RhymeFlowTestbedConditioning.execute("astronaut").args
 
