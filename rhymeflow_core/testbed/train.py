@@ -76,6 +76,18 @@ def _lr_scale(step: int, iters: int, warm: int) -> float:
     return min(1.0, (step + 1) / max(warm, 1)) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, iters) / iters)))
 
 
+EXTEND_PEAK = 0.5  # an extension restarts the cosine at half the recipe's LR (SGDR-style warm restart)
+
+
+def _extended_lr_scale(step: int, start: int, end: int) -> float:
+    """LR scale inside an extension ``[start, end)``: short warm-up, then cosine to 0.1x of ``EXTEND_PEAK``.
+
+    A finished schedule has decayed to 0.1x; continuing at that rate learns too slowly to matter, and
+    restarting at the full rate undoes what the EMA holds. Half the rate is the usual warm-restart compromise.
+    """
+    return EXTEND_PEAK * _lr_scale(step - start, end - start, min(50, (end - start) // 10))
+
+
 class Trainer:
     """All training state in one place, so it can be saved and resumed bit for bit."""
 
@@ -89,11 +101,29 @@ class Trainer:
         self.step, self.losses, self.seconds = 0, [], 0.0
         self.untrained_loss = heldout_loss(self.model, shift)
         self.where: list[str] = []  # one line per stretch of training: device, threads, steps, minutes
+        self.extensions: list[tuple[int, int]] = []  # (from step, to step) of each warm-restarted extension
+
+    @property
+    def planned(self) -> int:
+        """Steps the run is planned to reach: the recipe's, or the last extension's end."""
+        return self.extensions[-1][1] if self.extensions else self.iters
+
+    def extend_to(self, iters: int) -> None:
+        """Plan more steps from the current one with a warm restart of the LR (what is left of the old schedule is dropped)."""
+        if iters <= max(self.planned, self.step):
+            raise ValueError(f"train --extend-to {iters}: must be more than the {max(self.planned, self.step)} steps already planned")
+        self.extensions.append((self.step, iters))
+
+    def _lr(self) -> float:
+        if self.extensions and self.step >= self.extensions[0][0]:
+            start, end = next((a, b) for a, b in reversed(self.extensions) if self.step >= a)
+            return self.lr * _extended_lr_scale(self.step, start, end)
+        return self.lr * _lr_scale(self.step, self.iters, min(200, self.iters // 10))
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(), "g": self.g.get_state(),
                 "step": self.step, "losses": self.losses, "seconds": self.seconds, "untrained_loss": self.untrained_loss,
-                "where": self.where, "recipe": {"iters": self.iters, "batch": self.batch, "lr": self.lr, "seed": self.seed, "shift": self.shift}}
+                "where": self.where, "extensions": self.extensions, "recipe": {"iters": self.iters, "batch": self.batch, "lr": self.lr, "seed": self.seed, "shift": self.shift}}
 
     def load_state_dict(self, sd: dict) -> None:
         if sd["recipe"] != {"iters": self.iters, "batch": self.batch, "lr": self.lr, "seed": self.seed, "shift": self.shift}:
@@ -104,12 +134,13 @@ class Trainer:
         self.g.set_state(sd["g"])
         self.step, self.losses, self.seconds = sd["step"], sd["losses"], sd["seconds"]
         self.untrained_loss, self.where = sd["untrained_loss"], sd["where"]
+        self.extensions = [tuple(e) for e in sd.get("extensions", [])]
 
     def train_step(self) -> float:
         frames = int(torch.randint(FRAMES_RANGE[0], FRAMES_RANGE[1] + 1, (1,), generator=self.g))
         x0, classes = make_batch(self.step, self.batch, frames)
         for group in self.opt.param_groups:
-            group["lr"] = self.lr * _lr_scale(self.step, self.iters, min(200, self.iters // 10))
+            group["lr"] = self._lr()
         loss = flow_loss(self.model, x0.to(self.device), classes, self.g, self.shift, autocast=True)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -139,7 +170,8 @@ class Trainer:
                      "pixels": f"3 x T x {FRAME_SIZE} x {FRAME_SIZE}", "latent": f"16 x T x {FRAME_SIZE // 4} x {FRAME_SIZE // 4}",
                      "frames_per_clip": f"uniform {FRAMES_RANGE[0]}..{FRAMES_RANGE[1]}", "cuts_per_clip": "0-2 at seeded frames",
                      "train_seeds": f">= {TRAIN_SEED_BASE}", "vae": "rhymeflow_core.testbed.pseudo_vae (4x4 patches, PCA 48 -> 16, per-channel unit variance)"},
-            "training": {"iters_planned": self.iters, "iters_done": self.step, "batch": self.batch, "lr": self.lr,
+            "training": {"iters_planned": self.planned, "iters_done": self.step,
+                         "extensions": [f"steps {a}-{b}: warm restart at {EXTEND_PEAK}x LR, cosine to 0.1x" for a, b in self.extensions], "batch": self.batch, "lr": self.lr,
                          "schedule": "linear warm-up, cosine to 0.1x", "optimizer": "AdamW wd 0.01, grad clip 1.0", "precision": "bf16 autocast, fp32 weights",
                          "ema": 0.999, "seed": self.seed, "sigma_shift": self.shift, "cfg_dropout": 0.1, "minutes": round(self.seconds / 60, 1),
                          "torch": torch.__version__, "where": self.where},
@@ -168,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--state", type=Path, default=DEFAULT_STATE, help="resumable training state")
     ap.add_argument("--resume", action="store_true", help="continue from --state")
+    ap.add_argument("--extend-to", type=int, default=0, help="with --resume: train on to this step, restarting the LR schedule from the current step")
     ap.add_argument("--save-every", type=int, default=200)
     ap.add_argument("--out", type=Path, default=DEFAULT_DIR, help="folder for the exported checkpoint and model card")
     args = ap.parse_args(argv)
@@ -178,9 +211,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.resume:
         trainer.load_state_dict(torch.load(args.state, map_location=device, weights_only=False))
         print(f"resumed at step {trainer.step} from {args.state}", flush=True)
+    if args.extend_to:
+        if not args.resume:
+            ap.error("--extend-to needs --resume (it continues a saved run)")
+        trainer.extend_to(args.extend_to)
     start, start_step = time.time(), trainer.step
     last = start
-    while trainer.step < args.iters:
+    while trainer.step < trainer.planned:
         trainer.train_step()
         now = time.time()
         trainer.seconds += now - last
@@ -189,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
             recent = trainer.losses[-50:]
             print(f"step {trainer.step:5d}  loss {sum(recent) / len(recent):.4f}  {trainer.seconds / 60:6.1f} min", flush=True)
         out_of_time = args.minutes and now - start > args.minutes * 60
-        if trainer.step % args.save_every == 0 or trainer.step == args.iters or out_of_time:
+        if trainer.step % args.save_every == 0 or trainer.step == trainer.planned or out_of_time:
             _save(trainer, args.state)
         if out_of_time:
             break
