@@ -45,7 +45,7 @@ from rhymeflow_core.memory import peak_memory  # noqa: E402
 from rhymeflow_core.keyframes import KeyframePlan  # noqa: E402
 from rhymeflow_core.metrics import psnr_per_frame, ssim_per_frame  # noqa: E402
 from rhymeflow_core.patch import PatchConfig  # noqa: E402
-from rhymeflow_core.presets import preset_schedule  # noqa: E402
+from rhymeflow_core.presets import preset_schedule, target_schedule  # noqa: E402
 from rhymeflow_core.sampler import sample_dense, sample_rhymeflow  # noqa: E402
 from rhymeflow_core.flops import FAMILY_DIMS, WAN_DIMS, ModelDims, attention_share, flop_ideal_speedup  # noqa: E402
 from rhymeflow_core.schedule import build_step_map  # noqa: E402
@@ -81,20 +81,29 @@ def dense(steps: int, name: str | None = None) -> Method:
 
 
 def rhymeflow(steps: int, preset: str, budget: int, context: str = "kv", projection: str = "linear",
-              solver: str = "euler", dims: ModelDims | None = None, asymrnr: ReductionSchedule | None = None) -> Method:
-    schedule = preset_schedule(preset, simple_sigmas(steps, TRAIN_SHIFT))
+              solver: str = "euler", dims: ModelDims | None = None, asymrnr: ReductionSchedule | None = None,
+              target: float | None = None, adaptive: bool = False) -> Method:
+    """A RhymeFlow row: a named preset, or (``target``) the target knob's schedule for this model's dims."""
+    sigmas = simple_sigmas(steps, TRAIN_SHIFT)
+    if target is not None:
+        schedule = target_schedule(target, sigmas.tolist(), "wan", dims, budget, context == "kv")
+        preset = f"target {target:g}x"
+    else:
+        schedule = preset_schedule(preset, sigmas)
     plan = KeyframePlan(budget=budget)
     config = PatchConfig(context_mode=context)
-    label = f"rhymeflow {preset} (Tw{schedule.warmup} {schedule.n_small}-{schedule.n_large} M{budget}) {context}"
+    passes = f" P{schedule.passes}" if schedule.passes else ""
+    label = f"rhymeflow {preset} (Tw{schedule.warmup} {schedule.n_small}-{schedule.n_large}{passes} M{budget}) {context}"
     label += f" {projection}" if projection != "linear" else ""
     label += f" {solver}" if solver != "euler" else ""
+    label += " adaptive" if adaptive else ""
     label += " + asymrnr" if asymrnr is not None else ""
     method = Method(label, None, steps)
 
     def run(model, job):
         to = _asym_options(method, asymrnr)
         latent, _, holder = run_sampler(sample_rhymeflow, model, job, config, transformer_options=to, plan=plan,
-                                        schedule=schedule, projection=projection, keyframe_solver=solver)
+                                        schedule=schedule, projection=projection, keyframe_solver=solver, adaptive=adaptive)
         return latent, holder
 
     def ideal(keyframes, saved, dense_flops):
@@ -256,6 +265,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--videos", type=int, default=8, help="videos for fidelity (classes cycled, seeds 0..)")
     ap.add_argument("--reps", type=int, default=3, help="interleaved timing repetitions (median reported)")
     ap.add_argument("--budget", type=int, default=4, help="RhymeFlow keyframes")
+    ap.add_argument("--targets", type=float, nargs="+", default=[1.5, 2.0, 2.5, 3.0],
+                    help="target-knob speed-ups to sweep (FLOP-ideal); adaptive rows at every second one, AsymRnR on the last")
     ap.add_argument("--quick", action="store_true", help="2 videos, 3 reps, 30 steps: a smoke run")
     ap.add_argument("--weights", type=Path, default=DEFAULT_DIR)
     ap.add_argument("--asymrnr", type=Path, default=ROOT / "rhymeflow_core" / "asymrnr" / "schedules" / "testbed_wan.json",
@@ -289,15 +300,15 @@ def main(argv: list[str] | None = None) -> None:
         jobs = [Job(cls=i % len(CLASSES), seed=i, frames=args.frames, steps=steps) for i in range(args.videos)]
         methods = [dense(steps),
                    rhymeflow(steps, "paper", args.budget, "kv", dims=dims),
-                   rhymeflow(steps, "paper", args.budget, "hidden", dims=dims),
                    rhymeflow(steps, "paper", args.budget, "kv", projection="quadratic", dims=dims),
-                   rhymeflow(steps, "balanced", args.budget, "kv", dims=dims),
-                   rhymeflow(steps, "fast", args.budget, "kv", dims=dims),
-                   rhymeflow(steps, "fast", args.budget, "kv", projection="quadratic", dims=dims),
-                   rhymeflow(steps, "fast", max(2, args.budget // 2), "kv", solver="ab2", dims=dims)]
+                   rhymeflow(steps, "paper", args.budget, "kv", solver="ab2", dims=dims),
+                   rhymeflow(steps, "fast", args.budget, "kv", dims=dims)]
+        methods += [rhymeflow(steps, "", args.budget, "kv", dims=dims, target=t) for t in args.targets]
+        methods += [rhymeflow(steps, "", args.budget, "kv", dims=dims, target=t, adaptive=True) for t in args.targets[1::2]]
         if args.asymrnr.exists():
             sched = ReductionSchedule.load(args.asymrnr)
-            methods += [asymrnr_only(steps, sched), rhymeflow(steps, "fast", args.budget, "kv", dims=dims, asymrnr=sched)]
+            methods += [asymrnr_only(steps, sched),
+                        rhymeflow(steps, "", args.budget, "kv", dims=dims, target=args.targets[-1], asymrnr=sched)]
         else:
             print(f"(no AsymRnR schedule at {args.asymrnr}: AsymRnR rows skipped; calibrate with python -m rhymeflow_core.testbed.calibrate_asymrnr)")
         data = [pseudo_vae.decode(pseudo_vae.encode(render_video(VideoSpec(j.cls, 700 + k, args.frames))[0][None]))[0] for k, j in enumerate(jobs)]
@@ -314,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
             if k < steps and all(b.steps != k for b in baselines):
                 short = m.name.split(" (")[0] + " " + m.name.split(")")[-1].strip()
                 baselines.append(dense(k, f"dense-{k} @ equal time to {short.strip()}"))
-        sweep = sorted({max(1, round(steps * f)) for f in (0.25, 1 / 3, 0.5, 2 / 3)} - {b.steps for b in baselines})
+        sweep = sorted({max(1, round(steps * f)) for f in (0.25, 1 / 3, 0.4, 0.5, 2 / 3, 0.8)} - {b.steps for b in baselines})
         baselines += [dense(k) for k in sweep]
         measure_quality(baselines, ref_videos, model, jobs, methods[0], clf)
         methods += baselines

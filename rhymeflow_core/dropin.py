@@ -35,13 +35,14 @@ from typing import Callable
 
 import torch
 
-from .engine import Engine, check_video_latent, resolve_schedule
+from .engine import Engine, check_video_latent, resolve_schedule, run_target
 from .keyframes import KeyframePlan
-from .patch import DEFAULT_TEXT_TOKENS, KEY, PatchConfig, RhymeFlowHolder, apply_model_wrapper
-from .presets import DEFAULT_TARGET, TARGET, Target
+from .patch import KEY, PatchConfig, RhymeFlowHolder, apply_model_wrapper
+from .presets import DEFAULT_TARGET, TARGET
 from .schedule import ScheduleConfig
 
 HELD = ("dropin", "x0")  # context-cache key of the non-keyframes' held x0 prediction
+LAST = ("dropin", "last")  # context-cache key of the last pass's output, every frame (what a reused step returns)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class DropinConfig:
     preset: str = "paper"
     custom: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(warmup=5))  # used when preset == "custom"
     target_speedup: float = DEFAULT_TARGET  # used when preset == "target"
+    adaptive: bool = False  # re-choose keyframes at sync points from measured drift (engine.Engine)
     node: str = "RhymeFlow drop-in"  # the display name run-time errors start with (nodes/ passes its own)
     node_id: str | None = None  # the node's id in the graph, so the UI gives the result to that node's widget
     report: Callable[[dict], None] | None = None  # where a finished run's ``RunResult.to_dict()`` goes (the UI event)
@@ -99,7 +101,7 @@ def sampler_sample_wrapper(executor, guider, sigmas, extra_args, callback, noise
         schedule = _check_run(holder, guider, executor.class_obj, extra_args.get("model_options", {}), noise, sigmas)
         engine = Engine(holder, sigmas.tolist(), noise.shape[2], schedule, cfg.plan,  # validates the plan on these frames
                         settings={"entry": "dropin", "node": cfg.node_id, "sampler": name, "preset": cfg.preset,
-                                  "strategy": cfg.plan.strategy})
+                                  "strategy": cfg.plan.strategy}, adaptive=cfg.adaptive)
     except ValueError as exc:
         raise ValueError(f"{cfg.node}: {exc}") from None
     try:
@@ -127,29 +129,21 @@ def _check_run(holder: DropinHolder, guider, sampler, options: dict, noise: torc
                          "(RhymeFlow already cuts the cost of long videos)")
     check_video_latent(noise.shape)
     cfg = holder.dropin
-    target = None
-    if cfg.preset == TARGET:  # priced on this model at this latent and prompt length
-        dims = holder.adapter.model_dims(guider.model_patcher.model.diffusion_model, noise, _text_tokens(guider))
-        target = Target(cfg.target_speedup, dims, cfg.plan.keyframe_count(), holder.config.context_mode == "kv")
+    target = run_target(holder, guider, noise, cfg.target_speedup, cfg.plan.keyframe_count()) if cfg.preset == TARGET else None
     return resolve_schedule(cfg.preset, sigmas.tolist(), holder.adapter.family, cfg.custom, target)
 
 
-def _text_tokens(guider) -> int:
-    """Length of the positive prompt's text context (the FLOP model's default when the guider holds none)."""
-    try:
-        return int(guider.conds["positive"][0]["model_conds"]["c_crossattn"].cond.shape[1])
-    except (KeyError, IndexError, AttributeError, TypeError):
-        return DEFAULT_TEXT_TOKENS
-
-
 def post_cfg_capture(args: dict) -> torch.Tensor:
-    """Post-CFG function that changes nothing: keeps the guided x0 of the last warm-up step for keyframe choice."""
+    """Post-CFG function that changes nothing: keeps the guided x0 of the last warm-up step for keyframe choice,
+    and shows the engine every full pass's guided x0 (an adaptive run re-chooses keyframes from it)."""
     denoised = args["denoised"]
     holder = _dropin_holder(args.get("model_options", {}).get("transformer_options"))
     engine = holder.engine if holder is not None else None
-    if engine is not None and engine.keyframes is None:
-        if engine.step_of(float(args["sigma"].max())) == engine.schedule.warmup - 1:
+    if engine is not None:
+        step = engine.step_of(float(args["sigma"].max()))
+        if engine.keyframes is None and step == engine.last_warmup_step:
             holder.warm_x0 = denoised.detach()
+        engine.observe(step, denoised)
     return denoised
 
 
@@ -163,6 +157,10 @@ def apply_model_wrapper_dropin(executor, x, t, c_concat=None, c_crossattn=None, 
         return executor(x, t, c_concat, c_crossattn, control, to, **kwargs)
     step = engine.step_of(float(t.max()))
     mode = engine.enter(step)
+    branches = to.get("cond_or_uncond", [0])
+    if mode == "reuse":  # step caching: no pass, every frame keeps the last pass's prediction
+        (last,) = engine.run.cache.get(LAST, branches, x.device, x.dtype)
+        return last.clone()
     if mode != "full" and engine.keyframes is None:
         warm = holder.warm_x0 if holder.warm_x0 is not None else holder.warm_x0_branch
         if warm is None:
@@ -170,12 +168,13 @@ def apply_model_wrapper_dropin(executor, x, t, c_concat=None, c_crossattn=None, 
                                "the sampler skipped the first steps of its own sigmas")
         engine.choose_keyframes(warm.to(x.device))
     out = apply_model_wrapper(executor, x, t, c_concat, c_crossattn, control, to, **kwargs)
-    branches = to.get("cond_or_uncond", [0])
-    if mode == "full" and step == engine.schedule.warmup - 1:
+    if mode == "full" and step == engine.last_warmup_step:
         holder.warm_x0_branch = out.chunk(len(branches))[0].detach()
     elif mode == "record":
         engine.run.cache.put(HELD, branches, (out.index_select(2, engine.other_frames(out.device)),))
     elif mode == "keyframe":
         (held,) = engine.run.cache.get(HELD, branches, out.device, out.dtype)
         out.index_copy_(2, engine.other_frames(out.device), held)
+    if engine.schedule.passes:
+        engine.run.cache.put(LAST, branches, (out,))
     return out

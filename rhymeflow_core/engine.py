@@ -22,7 +22,8 @@ import torch
 
 from . import presets
 from .keyframes import KeyframePlan, select_keyframes
-from .schedule import ScheduleConfig, build_step_map, sync_groups
+from .patch import DEFAULT_TEXT_TOKENS
+from .schedule import ScheduleConfig, build_step_map, pass_steps, sync_groups
 from .stats import RunResult
 
 Select = Callable[[torch.Tensor], tuple[list[int], list[float]]]
@@ -57,6 +58,23 @@ def resolve_schedule(preset: str, sigmas: Sequence[float], family: str = "wan", 
     return custom
 
 
+def run_target(holder, guider, latent: torch.Tensor, speedup: float, keyframes: int) -> presets.Target:
+    """What ``preset=target`` is priced on: this model's real dims at this latent and prompt length (either entry point).
+
+    ``guider`` is ComfyUI's guider of the run (its ``model_patcher`` and ``conds``); ``holder`` the patch's holder.
+    """
+    dims = holder.adapter.model_dims(guider.model_patcher.model.diffusion_model, latent, _text_tokens(guider))
+    return presets.Target(speedup, dims, keyframes, holder.config.context_mode == "kv")
+
+
+def _text_tokens(guider) -> int:
+    """Length of the positive prompt's text context (the FLOP model's default when the guider holds none)."""
+    try:
+        return int(guider.conds["positive"][0]["model_conds"]["c_crossattn"].cond.shape[1])
+    except (KeyError, IndexError, AttributeError, TypeError):
+        return DEFAULT_TEXT_TOKENS
+
+
 def check_video_latent(shape: Sequence[int]) -> None:
     """RhymeFlow skips frames: refuse latents without at least 3 of them, saying what they are.
 
@@ -82,23 +100,51 @@ def check_flow(model_sampling) -> None:
                          "(ComfyUI CONST: Wan, HunyuanVideo, LTX-Video, Mochi)")
 
 
+def frame_drift(now: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
+    """Per-frame relative L1 change between two predictions ``[B, C, F, H, W]`` -> ``[F]``.
+
+    The per-frame form of what TeaCache and EasyCache measure per step: how much a frame's prediction
+    moved between two full passes, relative to its size.
+    """
+    dims = [d for d in range(now.ndim) if d != 2]
+    return (now - before).abs().float().mean(dims) / before.abs().float().mean(dims).clamp_min(1e-8)
+
+
 class Engine:
-    """One RhymeFlow run on a patched MODEL's holder (``patch.RhymeFlowHolder``); ``close()`` in a ``finally``."""
+    """One RhymeFlow run on a patched MODEL's holder (``patch.RhymeFlowHolder``); ``close()`` in a ``finally``.
+
+    ``adaptive``: keyframes are re-chosen at every sync point after the first, as the frames whose prediction
+    moved most between the last two full passes (``frame_drift``). Why: a non-keyframe's projection error
+    grows with how far its velocity bends inside a group, and the bend it showed over the last group is
+    the best estimate of the next one that costs nothing (no extra pass; the keyframe budget, and so the
+    FLOPs, stay as planned). So each frame's stride is chosen from its own measured error: 1 while it drifts
+    among the budget's worst, the group's stride otherwise. The change from the last sync point applies from
+    the next one, because a group's keyframe-only passes must use the frames its sync pass cached around.
+    """
 
     def __init__(self, holder, sigmas: Sequence[float], frames: int, schedule: ScheduleConfig, plan: KeyframePlan,
-                 select: Select | None = None, settings: dict | None = None):
+                 select: Select | None = None, settings: dict | None = None, adaptive: bool = False):
         self.sigmas = [float(s) for s in sigmas]
         self.steps = len(self.sigmas) - 1
         schedule.validate(self.steps)
         plan.validate(frames)
         self.schedule, self.plan, self.frames = schedule, plan, frames
         self.groups = sync_groups(self.steps, schedule)
-        self._modes = ["full"] * schedule.warmup + ["keyframe"] * (self.steps - schedule.warmup)
+        self.passes = pass_steps(self.steps, schedule)
+        self._modes = ["reuse"] * self.steps
+        for p, step in enumerate(self.passes):
+            self._modes[step] = "full" if p < schedule.warmup else "keyframe"
         self._group_end: dict[int, int] = {}
         for i, end in self.groups:
             self._modes[i] = "record"
             for j in range(i, end):
                 self._group_end[j] = end
+        self._next_pass = {step: (self.passes[p + 1] if p + 1 < len(self.passes) else self.steps)
+                           for p, step in enumerate(self.passes)}
+        self.adaptive = adaptive
+        self._observed: tuple[int, torch.Tensor] | None = None  # (step, prediction) of the last full pass seen
+        self._pending: list[int] | None = None  # keyframes for the next group (adaptive)
+        self._group_keys: dict[int, list[int]] = {}  # group start -> keyframes, where they changed
         self._select = select
         self.settings = dict(settings or {})
         self.keyframes: list[int] | None = None
@@ -110,8 +156,18 @@ class Engine:
 
     # ---------------------------------------------------------------- schedule
     def mode(self, step: int) -> str:
-        """``full`` (warm-up), ``record`` (sync point: full pass that stores context) or ``keyframe``."""
+        """``full`` (warm-up), ``record`` (sync point: full pass that stores context), ``keyframe`` or ``reuse``
+        (no pass: every frame keeps the last pass's prediction)."""
         return self._modes[step]
+
+    @property
+    def last_warmup_step(self) -> int:
+        """The step whose x0 prediction chooses the keyframes."""
+        return self.passes[self.schedule.warmup - 1]
+
+    def next_pass(self, step: int) -> int:
+        """The pass step after pass step ``step`` (``steps`` after the last): a solver step spans the reused ones."""
+        return self._next_pass[step]
 
     def group_end(self, step: int) -> int:
         """First step after the group that holds ``step`` (a post-warm-up step)."""
@@ -133,9 +189,18 @@ class Engine:
         return self.steps - 1
 
     def enter(self, step: int) -> str:
-        """Set the pass kind the patch runs for the next model call; returns it."""
-        self.run.mode = self._modes[step]
-        return self.run.mode
+        """Set the pass kind the patch runs for the next model call; returns it (``reuse``: make no call).
+
+        At a sync point of an adaptive run, the keyframes chosen from the last drift take over first, so the
+        sync pass caches context around the frames its group will compute.
+        """
+        mode = self._modes[step]
+        if mode == "reuse":
+            return mode
+        if mode == "record" and self._pending is not None:
+            self._switch_keyframes(step, self._pending)
+        self.run.mode = mode
+        return mode
 
     # ---------------------------------------------------------------- keyframes
     def choose_keyframes(self, denoised: torch.Tensor) -> torch.Tensor:
@@ -146,9 +211,43 @@ class Engine:
             chosen = select_keyframes(denoised, self.plan)
             keys, scores = list(chosen.indices), list(chosen.scores)
         self.keyframes, self.scores = list(keys), list(scores)
+        self._first_keys = list(keys)
         idx = torch.tensor(self.keyframes, dtype=torch.long, device=denoised.device)
         self.run.set_keyframes(idx)
         return idx
+
+    def observe(self, step: int, denoised: torch.Tensor) -> None:
+        """See the (guided) x0 prediction of a full pass; an adaptive run picks the next group's keyframes from it."""
+        if self._modes[step] not in ("full", "record") or (self._observed is not None and self._observed[0] == step):
+            return  # not a full pass, or a second call of the same step (a second-order sampler's)
+        before = self._observed
+        self._observed = (step, denoised.detach())
+        if not self.adaptive or before is None or self._modes[step] != "record" or self.keyframes is None:
+            return
+        drift = frame_drift(denoised, before[1])
+        budget = len(self.keyframes)
+        self._pending = sorted(int(f) for f in torch.topk(drift, budget).indices)
+
+    def _switch_keyframes(self, step: int, keys: list[int]) -> None:
+        self._pending = None
+        if keys != self.keyframes:
+            self.keyframes = keys
+            self.run.set_keyframes(torch.tensor(keys, dtype=torch.long, device=self.run.keyframes.device))
+        self._group_keys[step] = list(keys)
+
+    def group_keyframes(self) -> list[list[int]] | None:
+        """The keyframes of each group, when they were re-chosen (adaptive), else ``None``."""
+        if not self.adaptive:
+            return None
+        out, keys = [], self._first_keys
+        for i, _ in self.groups:
+            keys = self._group_keys.get(i, keys)
+            out.append(keys)
+        return out
+
+    def key_frames(self, device: torch.device) -> torch.Tensor:
+        """Indices of the current keyframes."""
+        return torch.tensor(self.keyframes or [], dtype=torch.long, device=device)
 
     def other_frames(self, device: torch.device) -> torch.Tensor:
         """Indices of the frames that are not keyframes."""
@@ -162,11 +261,12 @@ class Engine:
             raise RuntimeError("RhymeFlow: the run ended before its warm-up chose keyframes")
         run = self.run
         result = RunResult(
-            step_map=build_step_map(self.frames, self.steps, self.schedule, self.keyframes),
+            step_map=build_step_map(self.frames, self.steps, self.schedule, self._first_keys, self.group_keyframes()),
             scores=self.scores, schedule=self.schedule, calls=dict(run.calls), seconds=dict(run.seconds),
             sampler_seconds=time.perf_counter() - self._t0, cache_bytes=run.cache.nbytes(),
             context_mode=run.context_mode, family=self.holder.adapter.family, sigma_start=self.sigmas[0],
-            sigma_end=self.sigmas[-1], sigmas=self.sigmas[:-1], dims=run.dims, settings=self.settings,
+            sigma_end=self.sigmas[-1], sigmas=self.sigmas[:-1], dims=run.dims,
+            settings={**self.settings, "adaptive": self.adaptive},
         )
         self.holder.last_result = result
         return result

@@ -94,14 +94,16 @@ def flop_ideal_speedup(step_map: "StepMap", d: ModelDims, kv_cached: bool = Fals
             f"the step map has {frames} frames but {d.name} dims say frames={d.frames}; "
             "use dataclasses.replace(dims, frames=...)"
         )
-    return flop_ideal_from_counts(step_map.full_passes(), step_map.keyframe_passes(), len(step_map.keyframes), d, kv_cached)
+    return flop_ideal_from_counts(step_map.full_passes(), step_map.keyframe_passes(), len(step_map.keyframes), d, kv_cached,
+                                  reused=step_map.reused_steps())
 
 
-def flop_ideal_from_counts(full_passes: int, keyframe_passes: int, keyframes: int, d: ModelDims, kv_cached: bool = False) -> float:
-    """The same figure from pass counts (what a finished run reports)."""
+def flop_ideal_from_counts(full_passes: int, keyframe_passes: int, keyframes: int, d: ModelDims, kv_cached: bool = False,
+                           reused: int = 0) -> float:
+    """The same figure from pass counts (what a finished run reports); ``reused`` steps made no pass (dense makes one)."""
     full = pass_flops(d, d.frames)
     rhyme = full_passes * full + keyframe_passes * pass_flops(d, keyframes, kv_cached=kv_cached)
-    return (full_passes + keyframe_passes) * full / rhyme
+    return (full_passes + keyframe_passes + reused) * full / rhyme
 
 
 def _wan(name: str, layers: int, dim: int, ffn_dim: int, tokens_per_frame: int) -> ModelDims:

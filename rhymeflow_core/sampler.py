@@ -90,11 +90,13 @@ def sample_rhymeflow(model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: d
                      plan: KeyframePlan = KeyframePlan(), schedule: ScheduleConfig = ScheduleConfig(),
                      keyframe_solver: str = "euler", projection: str = "linear",
                      select: Callable[[torch.Tensor], tuple[list[int], list[float]]] | None = None,
-                     settings: dict | None = None) -> torch.Tensor:
+                     settings: dict | None = None, adaptive: bool = False) -> torch.Tensor:
     """Run RhymeFlow on the engine; the ``RunResult`` lands in the holder's ``last_result``.
 
     ``select`` overrides keyframe selection (tests use it to make every frame a keyframe); ``settings`` are
-    labels copied into the result (preset, node id, ...).
+    labels copied into the result (preset, node id, ...); ``adaptive`` re-chooses keyframes at sync points
+    (``engine.Engine``). Steps the schedule reuses (``ScheduleConfig.passes``) make no call: every frame's
+    solver step spans them.
     """
     extra_args = {} if extra_args is None else extra_args
     try:
@@ -107,7 +109,7 @@ def sample_rhymeflow(model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: d
     holder = _holder(extra_args)
     warm = SolverState(keyframe_solver)
     engine = Engine(holder, sigmas, x.shape[2], schedule, plan, select,
-                    {"keyframe_solver": keyframe_solver, "projection": projection, **(settings or {})})
+                    {"keyframe_solver": keyframe_solver, "projection": projection, **(settings or {})}, adaptive=adaptive)
     s_in = x.new_ones([x.shape[0]])
     sig = engine.sigmas
 
@@ -120,30 +122,35 @@ def sample_rhymeflow(model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: d
             callback({"x": z, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": denoised})
 
     try:
-        for i in range(schedule.warmup):
+        warm_steps = engine.passes[:schedule.warmup]
+        for i in warm_steps:
             denoised = call(x, i)
             report(i, x, denoised)
             v = (x - denoised) / sig[i]
-            if i == schedule.warmup - 1:
-                keys = engine.choose_keyframes(denoised)
-            x = warm.step(x, v, sig[i], sig[i + 1])
-        other = engine.other_frames(x.device)
-        key_solver, other_solver = _split_history(warm, keys, keyframe_solver), _split_history(warm, other, keyframe_solver)
-        v_prev, sigma_prev = warm.v_prev, sig[schedule.warmup - 1]
+            if i == warm_steps[-1]:
+                engine.observe(i, denoised)
+                engine.choose_keyframes(denoised)
+            x = warm.step(x, v, sig[i], sig[engine.next_pass(i)])
+        # Each frame's solver history: its last velocity (a multistep keyframe solver continues from it).
+        v_last, h_key = warm.v_prev, warm.h_prev
+        v_prev, sigma_prev = warm.v_prev, sig[warm_steps[-1]]
         for i, end in engine.groups:
-            denoised = call(x, i)
+            denoised = call(x, i)  # an adaptive run's keyframes for this group take over here
+            engine.observe(i, denoised)
+            keys, other = engine.key_frames(x.device), engine.other_frames(x.device)
             report(i, x, denoised)
             v = (x - denoised) / sig[i]
-            z_key = key_solver.step(x.index_select(2, keys), v.index_select(2, keys), sig[i], sig[i + 1])
+            key_solver = _history(keyframe_solver, v_last, keys, h_key)
+            nxt = engine.next_pass(i)
+            z_key = key_solver.step(x.index_select(2, keys), v.index_select(2, keys), sig[i], sig[nxt])
             z_other, v_other = x.index_select(2, other), v.index_select(2, other)
             v_prev_other = v_prev.index_select(2, other)
-            if end == i + 1:  # a one-step group: every frame takes an ordinary solver step
-                other_solver.h_prev = sig[i] - sigma_prev
-                z_end = other_solver.step(z_other, v_other, sig[i], sig[end])
+            if end == nxt:  # a one-pass group: every frame takes an ordinary solver step
+                z_end = _history(keyframe_solver, v_last, other, sig[i] - sigma_prev).step(z_other, v_other, sig[i], sig[end])
             else:
                 z_end = project(z_other, v_other, sig[i], sig[end], projection, v_prev_other, sigma_prev)
-                other_solver.v_prev = v_other
-            for j in range(i + 1, end):
+            j = nxt
+            while j < end:
                 x_j = x.clone()
                 x_j.index_copy_(2, keys, z_key)
                 x_j.index_copy_(2, other, project(z_other, v_other, sig[i], sig[j], projection, v_prev_other, sigma_prev))
@@ -151,22 +158,31 @@ def sample_rhymeflow(model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: d
                 v_key = (z_key - denoised.index_select(2, keys)) / sig[j]
                 denoised.index_copy_(2, other, x_j.index_select(2, other) - sig[j] * v_other)
                 report(j, x_j, denoised)
-                z_key = key_solver.step(z_key, v_key, sig[j], sig[j + 1])
+                nxt = engine.next_pass(j)
+                z_key = key_solver.step(z_key, v_key, sig[j], sig[nxt])
+                j = nxt
             x = x.clone()
             x.index_copy_(2, keys, z_key)
             x.index_copy_(2, other, z_end)
+            v_last = v.clone()
+            v_last.index_copy_(2, keys, key_solver.v_prev)
+            h_key = key_solver.h_prev
             v_prev, sigma_prev = v, sig[i]
         result = engine.finish()
-        log.info("RhymeFlow: %d full + %d keyframe-only steps, keyframes %s", result.full_passes, result.keyframe_passes,
-                 result.keyframes)
+        log.info("RhymeFlow: %d full + %d keyframe-only steps (%d reused), keyframes %s", result.full_passes,
+                 result.keyframe_passes, result.step_map.reused_steps(), result.keyframes)
         return x
     finally:
         engine.close()
 
 
-def _split_history(state: SolverState, frames: torch.Tensor, method: str) -> SolverState:
-    """The warm-up solver history restricted to ``frames``, so multistep solvers continue seamlessly."""
+def _history(method: str, v_last: torch.Tensor | None, frames: torch.Tensor, h_prev: float | None) -> SolverState:
+    """A solver for ``frames`` that continues from their last velocity (multistep solvers need it).
+
+    A frame that has just become a keyframe (adaptive runs) continues from the velocity it was projected
+    with, which is the one it last moved along.
+    """
     out = SolverState(method)
-    out.v_prev = state.v_prev.index_select(2, frames) if state.v_prev is not None else None
-    out.h_prev = state.h_prev
+    out.v_prev = v_last.index_select(2, frames) if v_last is not None else None
+    out.h_prev = h_prev
     return out

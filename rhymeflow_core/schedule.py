@@ -1,5 +1,14 @@
 """The frames x steps step map of a RhymeFlow run (its FLOP model is in ``flops.py``).
 
+Which steps make a model pass at all comes first: with ``passes`` set, only that many of the run's
+steps do (spread evenly over the run, ``pass_steps``); the others *reuse* the last pass's prediction
+(step caching: for a flow model, holding the x0 prediction over a step is an Euler step over the merged
+interval, so a reused step costs nothing and lands where dense sampling on the thinned sigmas would).
+Warm-up and strides count pass steps. Why thin evenly: a thinned schedule that looks like a shorter
+one of the same shift is the best-understood way to drop steps, and on top of it the asynchronous
+scheme keeps its own gain (measured in ``benchmarks/benchmark.py``: RhymeFlow on the thinned steps
+beats dense with as few passes by several dB at 2-3x).
+
 After ``warmup`` full steps the run is cut into groups. Each group starts at a rhythmic (sync) point,
 a full pass over every frame; its remaining steps are keyframe-only passes while the other frames
 jump to the group's end. The stride grows from ``n_small`` to ``n_large`` because late, low-noise
@@ -9,13 +18,13 @@ every frame.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Sequence
 
 import torch
 
-ROLE_WARMUP, ROLE_SYNC, ROLE_KEY, ROLE_SKIP = 0, 1, 2, 3
-ROLE_LEGEND = {ROLE_WARMUP: "warm-up", ROLE_SYNC: "sync", ROLE_KEY: "keyframe", ROLE_SKIP: "projected"}
+ROLE_WARMUP, ROLE_SYNC, ROLE_KEY, ROLE_SKIP, ROLE_REUSE = 0, 1, 2, 3, 4
+ROLE_LEGEND = {ROLE_WARMUP: "warm-up", ROLE_SYNC: "sync", ROLE_KEY: "keyframe", ROLE_SKIP: "projected", ROLE_REUSE: "reused"}
 
 
 @dataclass(frozen=True)
@@ -30,17 +39,25 @@ class ScheduleConfig:
     n_small: int = 2
     n_large: int = 3
     transitions: tuple[float, float] = (0.3, 0.7)
+    passes: int = 0  # steps that make a model pass, spread evenly (0: every step); the others reuse the last pass
 
     def __post_init__(self) -> None:
         # JSON gives a list; a tuple keeps the config hashable.
         object.__setattr__(self, "transitions", tuple(self.transitions))
 
+    def pass_count(self, steps: int) -> int:
+        """How many of the ``steps`` make a model pass."""
+        return self.passes or steps
+
     def validate(self, steps: int) -> None:
         """Raise ``ValueError`` naming the field, its value and what is accepted."""
-        for name in ("warmup", "n_small", "n_large"):
+        for name in ("warmup", "n_small", "n_large", "passes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{name}={value!r} must be an integer")
+        if not 0 <= self.passes <= steps:
+            raise ValueError(f"passes={self.passes} must be between 1 and the number of steps ({steps}), or 0 for every step")
+        steps = self.pass_count(steps)  # warm-up and strides count pass steps
         if self.warmup < 1:
             raise ValueError(
                 f"warmup={self.warmup} must be at least 1: keyframes are chosen from the x0 prediction "
@@ -94,18 +111,27 @@ def stride_at(offset: int, total: int, cfg: ScheduleConfig) -> int:
     return cfg.n_large
 
 
-def sync_groups(steps: int, cfg: ScheduleConfig) -> list[tuple[int, int]]:
-    """``[(i, end)]``: a sync point at step ``i``; the group covers steps ``i .. end-1``.
+def pass_steps(steps: int, cfg: ScheduleConfig) -> list[int]:
+    """The steps that make a model pass: every step, or ``cfg.passes`` of them evenly spread (the first included)."""
+    count = cfg.pass_count(steps)
+    return [(k * steps) // count for k in range(count)]
 
-    The first group starts at ``warmup``; each next one starts where the previous ended.
+
+def sync_groups(steps: int, cfg: ScheduleConfig) -> list[tuple[int, int]]:
+    """``[(i, end)]``: a sync point at step ``i``; the group covers steps ``i .. end-1`` (reused steps included).
+
+    The first group starts at the ``warmup``-th pass step; each next one starts where the previous ended;
+    strides count pass steps.
     """
     cfg.validate(steps)
+    kept = pass_steps(steps, cfg)
+    count = len(kept)
     groups = []
-    i = cfg.warmup
-    while i < steps:
-        end = min(steps, i + stride_at(i - cfg.warmup + 1, steps - cfg.warmup, cfg))
-        groups.append((i, end))
-        i = end
+    p = cfg.warmup
+    while p < count:
+        q = min(count, p + stride_at(p - cfg.warmup + 1, count - cfg.warmup, cfg))
+        groups.append((kept[p], kept[q] if q < count else steps))
+        p = q
     return groups
 
 
@@ -114,17 +140,26 @@ class StepMap:
     """Role of every (frame, step): what the sampler computes and what the UI widget draws."""
 
     roles: torch.Tensor  # uint8 [F, T], values ROLE_*
-    keyframes: tuple[int, ...]
+    keyframes: tuple[int, ...]  # of the first group (all groups unless keyframes are re-chosen at sync points)
     groups: list[tuple[int, int]]
     warmup: int
+    group_keyframes: list[tuple[int, ...]] = field(default_factory=list)  # per group, when re-chosen at sync points
 
     def full_passes(self) -> int:
         """Passes over every frame: the warm-up steps plus one per sync point."""
         return self.warmup + len(self.groups)
 
     def keyframe_passes(self) -> int:
-        """Passes whose queries are the keyframes only: the steps inside groups after their sync point."""
-        return sum(end - i - 1 for i, end in self.groups)
+        """Passes whose queries are the keyframes only: the pass steps inside groups after their sync point."""
+        return int((self.roles[:, self.warmup_end():] != ROLE_REUSE).any(0).sum()) - len(self.groups)
+
+    def reused_steps(self) -> int:
+        """Steps that make no pass (step caching)."""
+        return int((self.roles == ROLE_REUSE).all(0).sum())
+
+    def warmup_end(self) -> int:
+        """The step where the first group starts (the step count when there is none)."""
+        return self.groups[0][0] if self.groups else int(self.roles.shape[1])
 
     def to_dict(self) -> dict:
         """JSON for the step-map widget."""
@@ -135,20 +170,37 @@ class StepMap:
             "keyframes": list(self.keyframes),
             "groups": [[i, end] for i, end in self.groups],
             "warmup": self.warmup,
+            "group_keyframes": [list(k) for k in self.group_keyframes],
             "legend": {str(k): v for k, v in ROLE_LEGEND.items()},
         }
 
 
-def build_step_map(num_frames: int, steps: int, cfg: ScheduleConfig, keyframes: Sequence[int]) -> StepMap:
-    """The ``[F, T]`` role map for ``num_frames`` latent frames, ``steps`` sampling steps and ``keyframes``."""
+def _checked_keys(keyframes: Sequence[int], num_frames: int) -> tuple[int, ...]:
     keys = sorted(set(keyframes))
     if not keys or any(isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < num_frames for k in keys):
         raise ValueError(
             f"keyframes={list(keyframes)} must be a non-empty list of frame indices in 0..{num_frames - 1}"
         )
+    return tuple(keys)
+
+
+def build_step_map(num_frames: int, steps: int, cfg: ScheduleConfig, keyframes: Sequence[int],
+                   group_keyframes: Sequence[Sequence[int]] | None = None) -> StepMap:
+    """The ``[F, T]`` role map for ``num_frames`` latent frames, ``steps`` sampling steps and ``keyframes``;
+    ``group_keyframes`` (one list per group) when keyframes were re-chosen at sync points."""
+    keys = _checked_keys(keyframes, num_frames)
     groups = sync_groups(steps, cfg)
+    per_group = [_checked_keys(k, num_frames) for k in group_keyframes] if group_keyframes else []
+    if per_group and len(per_group) != len(groups):
+        raise ValueError(f"group_keyframes has {len(per_group)} entries for {len(groups)} groups")
     roles = torch.full((num_frames, steps), ROLE_SKIP, dtype=torch.uint8)
-    roles[keys, :] = ROLE_KEY
-    roles[:, : cfg.warmup] = ROLE_WARMUP
+    for g, (i, end) in enumerate(groups):
+        roles[list(per_group[g] if per_group else keys), i:end] = ROLE_KEY
+    kept = pass_steps(steps, cfg)
+    start = groups[0][0] if groups else steps
+    roles[:, :start] = ROLE_WARMUP
     roles[:, [i for i, _ in groups]] = ROLE_SYNC
-    return StepMap(roles=roles, keyframes=tuple(keys), groups=groups, warmup=cfg.warmup)
+    reused = sorted(set(range(steps)) - set(kept))
+    roles[:, reused] = ROLE_REUSE
+    return StepMap(roles=roles, keyframes=tuple(per_group[0]) if per_group else keys, groups=groups, warmup=cfg.warmup,
+                   group_keyframes=per_group)

@@ -78,7 +78,14 @@ class RunResult:
         if self.dims is None:
             return None
         return flop_ideal_from_counts(self.full_calls, self.calls["keyframe"], len(self.keyframes), self.dims,
-                                      kv_cached=self.context_mode == "kv")
+                                      kv_cached=self.context_mode == "kv", reused=self.reused_calls)
+
+    @property
+    def reused_calls(self) -> int:
+        """Model calls that reused steps would have made (this run's calls per pass step, times the reused steps)."""
+        reused = self.step_map.reused_steps()
+        pass_steps = int(self.step_map.roles.shape[1]) - reused
+        return round(reused * sum(self.calls.values()) / max(pass_steps, 1))
 
     def to_dict(self) -> dict:
         """The UI's JSON (no NaN: ``None`` where a figure is unknown)."""
@@ -95,6 +102,8 @@ class RunResult:
             "steps": int(self.step_map.roles.shape[1]),
             "full_passes": self.full_passes,
             "keyframe_passes": self.keyframe_passes,
+            "reused_steps": self.step_map.reused_steps(),
+            "group_keyframes": [list(k) for k in self.step_map.group_keyframes],
             "calls": dict(self.calls),
             "dit_seconds": round(self.dit_seconds, 3),
             "sampler_seconds": round(self.sampler_seconds, 3),

@@ -78,7 +78,7 @@ def test_step_map_to_dict_is_json_for_the_widget():
     assert len(d["roles"]) == 21 and all(len(row) == 50 for row in d["roles"])
     assert d["keyframes"] == [0, 1, 11, 20]
     assert d["groups"][0] == [8, 10] and d["groups"][-1] == [49, 50]
-    assert d["legend"] == {"0": "warm-up", "1": "sync", "2": "keyframe", "3": "projected"}
+    assert d["legend"] == {"0": "warm-up", "1": "sync", "2": "keyframe", "3": "projected", "4": "reused"}
     assert d["roles"][11][9] == ROLE_KEY and d["roles"][5][9] == ROLE_SKIP and d["roles"][5][10] == ROLE_SYNC
 
 

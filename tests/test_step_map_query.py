@@ -30,7 +30,7 @@ FIXTURE = REPO / "tests" / "web" / "fixtures" / "step_map_fixture.json"
 
 
 def _step_map_keys(d: dict) -> dict:
-    keys = ("frames", "steps", "roles", "keyframes", "groups", "warmup", "legend")
+    keys = ("frames", "steps", "roles", "keyframes", "groups", "warmup", "group_keyframes", "legend")
     return {k: d[k] for k in keys}
 
 
@@ -157,13 +157,13 @@ def test_js_role_legend_and_codes_match_core():
     text = LOGIC_JS.read_text()
     from rhymeflow_core import schedule
 
-    for name in ("ROLE_WARMUP", "ROLE_SYNC", "ROLE_KEY", "ROLE_SKIP"):
+    for name in ("ROLE_WARMUP", "ROLE_SYNC", "ROLE_KEY", "ROLE_SKIP", "ROLE_REUSE"):
         m = re.search(rf"export const {name} = (\d+);", text)
         assert m and int(m.group(1)) == getattr(schedule, name), name
     colors = _js_object("ROLE_COLORS")
     # warm-up and sync are both full passes: one colour; keyframe-only and skipped cells each their own
     assert set(colors) == set(ROLE_LEGEND) and colors[schedule.ROLE_WARMUP] == colors[schedule.ROLE_SYNC]
-    assert len({colors[schedule.ROLE_SYNC], colors[schedule.ROLE_KEY], colors[schedule.ROLE_SKIP]}) == 3
+    assert len({colors[schedule.ROLE_SYNC], colors[schedule.ROLE_KEY], colors[schedule.ROLE_SKIP], colors[schedule.ROLE_REUSE]}) == 4
 
 
 FRAME_LIST_CASES = ["0, 6, 12-14", "", " , ", "3", "14-12", "1,1,2", "0-2, 5 - 7,", "a", "-1", "2-", "07, 8"]

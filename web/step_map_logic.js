@@ -14,16 +14,19 @@ export const ROLE_WARMUP = 0;
 export const ROLE_SYNC = 1;
 export const ROLE_KEY = 2;
 export const ROLE_SKIP = 3;
+export const ROLE_REUSE = 4;
 
 /** Names of the roles; must equal rhymeflow_core.schedule.ROLE_LEGEND (checked by tests/test_step_map_query.py). */
-export const ROLE_LEGEND = Object.freeze({ 0: "warm-up", 1: "sync", 2: "keyframe", 3: "projected" });
+export const ROLE_LEGEND = Object.freeze({ 0: "warm-up", 1: "sync", 2: "keyframe", 3: "projected", 4: "reused" });
 
 /**
  * What each role means, in the words the map shows (ROLE_LEGEND above is the data's vocabulary). Warm-up
  * and sync steps cost the same, a pass over every frame, so they share a colour; the warm-up is marked
  * over its columns instead.
  */
-export const ROLE_WORDS = Object.freeze({ 0: "full pass (warm-up)", 1: "full pass", 2: "keyframes only", 3: "skipped, projected" });
+export const ROLE_WORDS = Object.freeze({
+  0: "full pass (warm-up)", 1: "full pass", 2: "keyframes only", 3: "skipped, projected", 4: "no pass (step reused)",
+});
 
 /** What happens to a frame in a cell of each role (the hover tooltip). */
 export const ROLE_EXPLAINED = Object.freeze({
@@ -34,6 +37,8 @@ export const ROLE_EXPLAINED = Object.freeze({
     + "last full pass cached.",
   3: "Not computed: this frame is moved along its trajectory from the last full pass (projected) and is computed "
     + "again at the next full pass.",
+  4: "No pass at this step: every frame keeps the last pass's prediction (step caching), so the solver's step "
+    + "spans this one.",
 });
 
 /**
@@ -42,12 +47,15 @@ export const ROLE_EXPLAINED = Object.freeze({
  */
 export const PANEL_COLOR = "#18181b";
 
+
 /**
  * Cell colours per role, three lightness levels (full > keyframes only > skipped) so they also stand
  * apart without colour vision: each is at least 3:1 against the panel (WCAG 2.1 non-text contrast), and
  * the pairs that meet in a map at least MIN_ROLE_CONTRAST (tests/web/step_map_logic.test.mjs checks both).
+ * A reused step (4) computes nothing, so its column is drawn almost as the empty panel: a gap in the map is
+ * what "no pass" looks like, and it stands apart from every computed role, each 3:1 above the panel.
  */
-export const ROLE_COLORS = Object.freeze({ 0: "#fde68a", 1: "#fde68a", 2: "#22c55e", 3: "#4169a8" });
+export const ROLE_COLORS = Object.freeze({ 0: "#fde68a", 1: "#fde68a", 2: "#22c55e", 3: "#4169a8", 4: "#27272a" });
 /**
  * Between role colours. 3:1 is out of reach: three colours each 3:1 above a dark panel and 3:1 apart
  * would need a luminance above 1. 1.75:1 still separates them in greyscale.
@@ -352,6 +360,9 @@ export function legendItems(view) {
     { kind: "cell", color: roleColor(ROLE_SKIP), label: "skipped, projected" },
     { kind: "mark", color: KEYFRAME_MARK_COLOR, label: "keyframe" },
   ];
+  if (view.roles.some((row) => row.includes(ROLE_REUSE))) {
+    out.splice(3, 0, { kind: "cell", color: roleColor(ROLE_REUSE), label: "no pass (reused)" });
+  }
   if (view.switches.length) out.push({ kind: "switch", color: SWITCH_COLOR, label: "expert switch" });
   return out;
 }

@@ -16,6 +16,7 @@ import {
   ROLE_KEY,
   ROLE_LEGEND,
   ROLE_SKIP,
+  ROLE_REUSE,
   ROLE_SYNC,
   ROLE_WARMUP,
   ROLE_WORDS,
@@ -369,4 +370,12 @@ test("matchesNode handles plain and subgraph execution ids", () => {
   assert.ok(matchesNode("12:7", 7));
   assert.ok(!matchesNode("17", 7));
   assert.ok(!matchesNode(undefined, 7));
+});
+
+test("a reused step is drawn as a gap: near the panel, apart from every computed role, in the legend only when present", () => {
+  assert.ok(contrastRatio(roleColor(ROLE_REUSE), PANEL_COLOR) < 1.5);
+  for (const role of [0, 2, 3]) assert.ok(contrastRatio(roleColor(role), roleColor(ROLE_REUSE)) >= MIN_ROLE_CONTRAST);
+  const base = { switches: [], roles: [[0, 1, 2]] };
+  assert.ok(!legendItems(base).some((i) => i.label.includes("reused")));
+  assert.ok(legendItems({ ...base, roles: [[0, 4, 1]] }).some((i) => i.label.includes("reused")));
 });
