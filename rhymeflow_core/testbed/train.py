@@ -201,6 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--state", type=Path, default=DEFAULT_STATE, help="resumable training state")
     ap.add_argument("--resume", action="store_true", help="continue from --state")
     ap.add_argument("--extend-to", type=int, default=0, help="with --resume: train on to this step, restarting the LR schedule from the current step")
+    ap.add_argument("--note", action="append", default=[], help="a line for the model card's 'where' (e.g. a stretch stopped by hand)")
+    ap.add_argument("--export-only", action="store_true", help="with --resume: export the saved state's EMA weights and card, no training")
     ap.add_argument("--save-every", type=int, default=200)
     ap.add_argument("--out", type=Path, default=DEFAULT_DIR, help="folder for the exported checkpoint and model card")
     args = ap.parse_args(argv)
@@ -211,6 +213,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.resume:
         trainer.load_state_dict(torch.load(args.state, map_location=device, weights_only=False))
         print(f"resumed at step {trainer.step} from {args.state}", flush=True)
+    trainer.where += args.note
+    if args.export_only:
+        if not args.resume:
+            ap.error("--export-only needs --resume (it exports a saved run)")
+        card = trainer.export(args.out)
+        print(json.dumps({k: card[k] for k in ("heldout_loss", "training")}, indent=2))
+        return
     if args.extend_to:
         if not args.resume:
             ap.error("--extend-to needs --resume (it continues a saved run)")
