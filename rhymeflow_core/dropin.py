@@ -101,7 +101,9 @@ def sampler_sample_wrapper(executor, guider, sigmas, extra_args, callback, noise
         schedule = _check_run(holder, guider, executor.class_obj, extra_args.get("model_options", {}), noise, sigmas)
         engine = Engine(holder, sigmas.tolist(), noise.shape[2], schedule, cfg.plan,  # validates the plan on these frames
                         settings={"entry": "dropin", "node": cfg.node_id, "sampler": name, "preset": cfg.preset,
-                                  "strategy": cfg.plan.strategy}, adaptive=cfg.adaptive)
+                                  "strategy": cfg.plan.strategy,
+                                  "target_speedup": cfg.target_speedup if cfg.preset == TARGET else None},
+                        adaptive=cfg.adaptive)
     except ValueError as exc:
         raise ValueError(f"{cfg.node}: {exc}") from None
     try:

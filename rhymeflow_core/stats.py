@@ -189,8 +189,10 @@ def summary_text(stats: dict) -> str:
         f"({100 * computed / max(frames * steps, 1):.0f}%), the rest projected",
         f"keyframes ({len(keys)}): {key_scores}" if not stats.get("segments") else
         "keyframes: " + "; ".join(f"{s['label']} {s['keyframes']}" for s in stats["segments"]),
-        f"full passes: {stats['full_passes']} (warm-up {stats['warmup']}), keyframe-only passes: {stats['keyframe_passes']}",
-        f"FLOP-ideal speed-up: {_x(stats.get('flop_speedup'))}; estimated measured speed-up: {_x(stats['estimated_speedup'])}",
+        f"full passes: {stats['full_passes']} (warm-up {stats['warmup']}), keyframe-only passes: {stats['keyframe_passes']}"
+        + (f", steps reused (no pass): {stats['reused_steps']}" if stats.get("reused_steps") else ""),
+        (f"target {_x(stats['target_speedup'])} -> " if stats.get("target_speedup") else "")
+        + f"FLOP-ideal speed-up: {_x(stats.get('flop_speedup'))}; estimated measured speed-up: {_x(stats['estimated_speedup'])}",
         f"DiT time {stats['dit_seconds']:.2f} s of {stats['sampler_seconds']:.2f} s sampling; context cache {_bytes(stats['cache_bytes'])}",
     ]
     return "\n".join(lines)

@@ -119,3 +119,16 @@ def test_adaptive_keyframes_change_at_sync_points_with_the_same_passes(model):
     assert not torch.allclose(ours, fixed) and torch.isfinite(ours).all()
     planned = build_step_map(FRAMES, STEPS, cfg, per_group[0], per_group)
     assert b.roles == planned.roles.tolist()
+
+
+def test_the_summary_shows_reused_steps_and_the_realised_figure_beside_the_target(model):
+    from rhymeflow_core.stats import summary_text
+
+    sigmas = simple_sigmas(STEPS, 3.0)
+    cfg = ScheduleConfig(warmup=3, n_small=2, n_large=3, passes=10)
+    _, holder = _run(model, sample_rhymeflow, sigmas, PatchConfig(), schedule=cfg, plan=KeyframePlan(budget=3),
+                     settings={"target_speedup": 2.0})
+    stats = holder.last_result.to_dict()
+    text = summary_text(stats)
+    assert "steps reused (no pass): 6" in text
+    assert f"target 2.00x -> FLOP-ideal speed-up: {stats['flop_speedup']:.2f}x" in text
