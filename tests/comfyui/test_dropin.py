@@ -266,3 +266,27 @@ def test_refusals_name_the_node_and_what_works(pack, testbed, conds):
         comfy_nodes.common_ksampler(model, 0, 6, CFG, "euler", "simple", conds[0], conds[1], _latent())
     with pytest.raises(ValueError, match=r"RhymeFlow Accelerate: n_large=1 must be at least n_small=2"):
         _accelerate(pack, testbed, preset="custom", n_small=2, n_large=1)
+
+
+def test_step_caching_under_euler_equals_the_async_loop_on_the_same_schedule(pack, pack_import, testbed, conds):
+    """preset=target past the paper's speed-up thins the steps; a reused step returns every frame's held x0, which under
+    euler is one step over the merged interval: the Async loop on the same schedule gives the same video."""
+    import comfy.sample
+    import comfy.samplers
+
+    model = _accelerate(pack, testbed, preset="target", target_speedup=2.5)
+    ours = _ksampler(model, conds, "euler")
+    result = pack.glue.holder_of(model).last_result
+    assert result.step_map.reused_steps() > 0 and result.flop_speedup >= 2.5
+    assert sum(result.calls.values()) == STEPS - result.step_map.reused_steps()  # no call at a reused step
+    patched = pack.patch_node.execute(testbed, context_mode="kv", placement="device", cache_dtype="auto").args[0]
+    sampler = comfy.samplers.KSAMPLER(pack_import("rhymeflow_core.sampler").sample_rhymeflow, extra_options={
+        "plan": _plan(pack), "schedule": result.schedule, "keyframe_solver": "euler", "projection": "linear"})
+    guider = comfy.samplers.CFGGuider(patched)
+    guider.set_conds(*conds)
+    guider.set_cfg(CFG)
+    sigmas = comfy.samplers.calculate_sigmas(patched.get_model_object("model_sampling"), "simple", STEPS).cpu()
+    latent = _latent()["samples"]
+    theirs = guider.sample(comfy.sample.prepare_noise(latent, 0), latent, sampler, sigmas, disable_pbar=True, seed=0)
+    assert pack.glue.holder_of(patched).last_result.roles == result.roles
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
