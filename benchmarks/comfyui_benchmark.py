@@ -16,19 +16,24 @@ pack is imported the way ComfyUI imports it (a package from the repo root's ``__
 Rows, all on the same seeds:
 - dense euler at ``--steps`` (KSamplerSelect "euler"): the reference;
 - RhymeFlow: Projection Patch (kv) + Async Sampler, presets paper and fast, semantic keyframes, ``--budget``;
+- RhymeFlow Accelerate (the drop-in MODEL node) with ``preset=target`` at each ``--targets`` speed-up, sampled by
+  euler: the target knob's schedule (paper strides on thinned steps; see ``rhymeflow_core.presets.target_schedule``);
 - EasyCache (ComfyUI's core node, ``comfy_extras.nodes_easycache``) with euler at each ``--easycache``
   reuse threshold (start 0.15, end 0.95: the node's defaults); the steps it skipped come from its own log
   line ("EasyCache - skipped N/M steps"), as its holder is reset when sampling ends;
 - AsymRnR Token Reduction (schedule_source "testbed", the schedule calibrated on this model) with euler;
-- dense euler with k < ``--steps`` steps, k chosen so its time matches the fastest RhymeFlow row: the honest
-  baseline an accelerator has to beat.
+- dense euler with k < ``--steps`` steps, k chosen so its time matches the fastest RhymeFlow row, and a sweep of
+  k from N/4 to 2N/3: the honest baseline an accelerator has to beat.
 Not included: EasyCache stacked on RhymeFlow. EasyCache caches whole-latent model outputs and RhymeFlow's
 keyframe-only passes change the output's shape, so the RhymeFlow Async Sampler refuses a MODEL that carries
 EasyCache (a clear error instead of a shape mismatch inside core EasyCache).
 
 Columns: wall-clock speed-up over dense (median of ``--reps`` interleaved rounds, every row once per round, on
-one video, so drifts in machine load hit all rows alike), PSNR/SSIM against dense per frame in pixel space
-(mean and worst frame over ``--videos`` videos, classes cycled, seeds 0..), and what the method did.
+one video, so drifts in machine load hit all rows alike), FLOP speed-up (dense passes over the passes the row paid
+for: N/k for dense-k, N/(N - skipped) for EasyCache, the run's own counted FLOP figure for RhymeFlow; AsymRnR's is in
+the core benchmark), PSNR/SSIM against dense per frame in pixel space (mean and worst frame over ``--videos``
+videos, classes cycled, seeds 0..), and what the method did. Also writes a CSV and ``pareto.png`` (PSNR vs FLOP
+and vs wall-clock speed-up, one curve per method).
 """
 from __future__ import annotations
 
@@ -48,6 +53,9 @@ from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from pareto_plot import write_csv, write_plot  # noqa: E402
+
 COMFYUI_ROOT = Path(os.environ.get("COMFYUI_PATH", "/opt/comfyui")).expanduser().resolve()
 PACK = "rhymeflow_pack"
 DEFAULT_CHECKPOINT = ROOT / "rhymeflow_core" / "testbed" / "weights" / "testbed_wan.safetensors"
@@ -68,8 +76,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--videos", type=int, default=4, help="videos for PSNR/SSIM, classes cycled, seeds 0.. (>= 1; default 4)")
     ap.add_argument("--reps", type=int, default=3, help="interleaved timing rounds, median reported (>= 1; default 3)")
     ap.add_argument("--budget", type=int, default=4, help="RhymeFlow keyframes (1..frames-1; default 4)")
-    ap.add_argument("--easycache", type=float, nargs="+", default=[0.2, 0.4], metavar="THRESHOLD",
-                    help="EasyCache reuse_threshold per EasyCache row, 0..3 (default: 0.2 = the node's default, and 0.4)")
+    ap.add_argument("--easycache", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.4], metavar="THRESHOLD",
+                    help="EasyCache reuse_threshold per EasyCache row, 0..3 (default 0.05 0.1 0.2 0.4; 0.2 is the node's default)")
+    ap.add_argument("--targets", type=float, nargs="+", default=[1.5, 2.0, 2.5, 3.0],
+                    help="RhymeFlow Accelerate target_speedup per row (default 1.5 2 2.5 3)")
     ap.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="the test-bed checkpoint (safetensors)")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "comfyui_benchmark", help="folder for comfyui_benchmark.json")
     args = ap.parse_args(argv)
@@ -124,6 +134,7 @@ def set_up_comfyui():
         glue = importlib.import_module(f"{PACK}.nodes.glue")
         kf_node = importlib.import_module(f"{PACK}.nodes.keyframes_node").RhymeFlowKeyframes
         sampler_node = importlib.import_module(f"{PACK}.nodes.sampler_node").RhymeFlowAsyncSampler
+        dropin_node = importlib.import_module(f"{PACK}.nodes.dropin_node").RhymeFlowAccelerate
         patch_node = importlib.import_module(f"{PACK}.nodes.patch_node").RhymeFlowProjectionPatch
         asym = importlib.import_module(f"{PACK}.nodes.asymrnr_node")
         tb = importlib.import_module(f"{PACK}.nodes.testbed_nodes")
@@ -235,10 +246,26 @@ class Bench:
 
         def after(_lines):
             s = holder.last_result.to_dict()
-            return {"full_passes": s["full_passes"], "keyframe_passes": s["keyframe_passes"], "keyframes": s["keyframes"]}
+            return {"full_passes": s["full_passes"], "keyframe_passes": s["keyframe_passes"], "keyframes": s["keyframes"],
+                    "flop_speedup": s["flop_speedup"]}
 
         name = f"rhymeflow {preset} (Tw{sched.warmup} {sched.n_small}-{sched.n_large} M{a.budget}) kv"
         return Method(name, patched, sampler, a.steps, after)
+
+    def accelerate(self, target: float) -> Method:
+        """The drop-in node at ``preset=target``, in front of a plain euler sampler."""
+        a = self.args
+        model = self.pack.dropin_node.execute(self.model, preset="target", target_speedup=target, strategy="semantic",
+                                              budget=a.budget, context_mode="kv", warmup=5, n_small=2, n_large=3,
+                                              placement="device", cache_dtype="auto").args[0]
+        holder = self.pack.glue.holder_of(model)
+
+        def after(_lines):
+            r = holder.last_result
+            return {"full_passes": r.full_passes, "keyframe_passes": r.keyframe_passes, "keyframes": r.keyframes,
+                    "reused": r.step_map.reused_steps(), "flop_speedup": r.flop_speedup}
+
+        return Method(f"rhymeflow target {target:g}x (Accelerate + euler)", model, self.euler(), a.steps, after)
 
     def easycache(self, threshold: float) -> Method:
         from comfy_extras.nodes_easycache import EasyCacheNode
@@ -308,7 +335,8 @@ def what_it_did(m: Method) -> str:
         return f"{m.steps} full steps"
     f = m.facts[-1]
     if "full_passes" in f:
-        return f"full/key passes {f['full_passes']}/{f['keyframe_passes']}, keyframes {f['keyframes']}"
+        reused = f", {f['reused']} steps reused" if f.get("reused") else ""
+        return f"full/key passes {f['full_passes']}/{f['keyframe_passes']}{reused}, keyframes {f['keyframes']}"
     if "skipped" in f:
         skipped = [x["skipped"] for x in m.facts]
         lo, hi = min(skipped), max(skipped)
@@ -318,10 +346,23 @@ def what_it_did(m: Method) -> str:
     return ""
 
 
+def flop_ratio(m: Method, steps: int) -> float | None:
+    """Dense passes over the passes this row paid for (``None`` where only the core benchmark counts it: AsymRnR)."""
+    if not m.facts:
+        return steps / m.steps
+    f = m.facts[-1]
+    if "flop_speedup" in f:
+        return f["flop_speedup"]
+    if "skipped" in f:
+        return f["of"] / (f["of"] - statistics.mean(x["skipped"] for x in m.facts))
+    return None
+
+
 def print_table(title: str, methods: list[Method]) -> None:
     ref = methods[0]
     cols = [("method", lambda r, m: m.name), ("steps", lambda r, m: str(m.steps)),
             ("wall x", lambda r, m: f"{r['wall_ratio']:.2f}"),
+            ("FLOP x", lambda r, m: "-" if r.get("flop_ratio") is None else f"{r['flop_ratio']:.2f}"),
             ("PSNR", lambda r, m: "ref" if m is ref else f"{r['psnr_mean']:.2f}"),
             ("PSNR worst", lambda r, m: "ref" if m is ref else f"{r['psnr_worst']:.2f}"),
             ("SSIM", lambda r, m: "ref" if m is ref else f"{r['ssim_mean']:.3f}"),
@@ -353,6 +394,7 @@ def main(argv: list[str] | None = None) -> None:
           f"timing median of {args.reps} interleaved rounds")
 
     methods = [bench.dense(args.steps), bench.rhymeflow("paper"), bench.rhymeflow("fast")]
+    methods += [bench.accelerate(t) for t in args.targets]
     methods += [bench.easycache(t) for t in args.easycache]
     methods.append(bench.asymrnr())
     refs = [bench.decode(bench.sample(methods[0], j)) for j in jobs]
@@ -368,9 +410,14 @@ def main(argv: list[str] | None = None) -> None:
         methods.append(baseline)
     else:
         print(f"(no equal-time baseline: the fastest RhymeFlow row, {fastest.name}, was not faster than dense)")
+    sweep = [bench.dense(n) for n in sorted({max(1, round(args.steps * f)) for f in (0.25, 1 / 3, 0.4, 0.5, 2 / 3)})
+             if n not in {m.steps for m in methods if m.name.startswith("dense")}]
+    measure_quality(bench, sweep, jobs, refs)
+    methods += sweep
     measure_time(bench, methods, jobs[0], args.reps)  # the reported timings: every row interleaved
     for m in methods:
         m.result["did"] = what_it_did(m)
+        m.result["flop_ratio"] = flop_ratio(m, args.steps)
     print()
     print_table(f"== ComfyUI side by side: {args.steps} steps, {args.frames} latent frames, {args.videos} videos ==", methods)
     print(f"note: {NOT_COMBINED}")
@@ -391,6 +438,10 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "comfyui_benchmark.json"
     path.write_text(json.dumps(report, indent=2))
+    rows = [r for r in report["rows"] if r.get("flop_ratio") is not None]
+    write_csv(report["rows"], args.out / "comfyui_benchmark.csv")
+    write_plot(rows, f"ComfyUI {comfyui_version.__version__}, test bed, {args.steps} steps, {args.frames} latent frames, "
+               f"{args.videos} videos: PSNR vs dense euler-{args.steps}", args.out / "pareto.png")
     print(f"\nwrote {path} ({elapsed:.0f} s)")
 
 

@@ -13,12 +13,20 @@ from pathlib import Path
 
 
 def family(name: str) -> str:
-    """Which curve a row belongs to: combinations with AsymRnR count as RhymeFlow + AsymRnR."""
+    """Which curve a row belongs to: combinations with AsymRnR count as RhymeFlow + AsymRnR; the target knob's rows
+    (paper strides on thinned steps) are their own curve, as are its adaptive-keyframe rows."""
     if name.startswith("dense"):
         return "dense-k"
+    if name.startswith("easycache"):
+        return "EasyCache (core)"
     if name.startswith("rhymeflow") and "asymrnr" in name:
         return "RhymeFlow + AsymRnR"
-    return "RhymeFlow" if name.startswith("rhymeflow") else "AsymRnR"
+    if name.startswith("rhymeflow target"):
+        return "RhymeFlow target, adaptive" if "adaptive" in name else "RhymeFlow target (step caching)"
+    return "RhymeFlow presets" if name.startswith("rhymeflow") else "AsymRnR"
+
+
+CURVES = ("dense-k", "EasyCache (core)", "RhymeFlow target (step caching)")  # drawn as lines: a sweep of one knob
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -41,7 +49,9 @@ def write_plot(rows: list[dict], title: str, path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    colours = {"dense-k": "#7f8790", "RhymeFlow": "#2e9d5b", "AsymRnR": "#d9822b", "RhymeFlow + AsymRnR": "#7b52c9"}
+    colours = {"dense-k": "#7f8790", "EasyCache (core)": "#c0392b", "RhymeFlow presets": "#2e9d5b",
+               "RhymeFlow target (step caching)": "#1f6fb2", "RhymeFlow target, adaptive": "#17a2b8", "AsymRnR": "#d9822b",
+               "RhymeFlow + AsymRnR": "#7b52c9"}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     points = [r for r in rows[1:] if "psnr_mean" in r]  # rows[0] is the dense reference itself (PSNR vs itself: capped at 100)
     for ax, key, label in ((axes[0], "flop_ratio", "FLOP speed-up vs dense (x)"), (axes[1], "wall_ratio", "wall-clock speed-up vs dense (x, measured)")):
@@ -50,8 +60,8 @@ def write_plot(rows: list[dict], title: str, path: Path) -> bool:
             if not pts:
                 continue
             xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-            ax.plot(xs, ys, "-o" if fam == "dense-k" else "o", color=colour, label=fam, markersize=6, linewidth=1.5)
-            if fam != "dense-k":
+            ax.plot(xs, ys, "-o" if fam in CURVES else "o", color=colour, label=fam, markersize=6, linewidth=1.5)
+            if fam not in CURVES:
                 for x, y, name in pts:
                     ax.annotate(name.replace("rhymeflow ", "").split(" (")[0] + (" +A" if "asymrnr" in name and fam != "AsymRnR" else ""),
                                 (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=colour)
