@@ -7,7 +7,8 @@
  * skipped (projected) cells; numbered axes, a legend in plain words, the expert switch of a two-model run,
  * and a tooltip explaining the cell under the pointer. Before a run it shows the PLANNED map for the current settings (asked from the Python core
  * through GET /rhymeflow/step_map; the schedule is never recomputed here); after a run the REALISED map
- * from the sampler's stats ("rhymeflow.stats" websocket event, or the RhymeFlowStats node's output).
+ * from the run's stats, by one channel only: the "rhymeflow.stats" websocket event (stats.ui_record's shape; the
+ * run sends it, and RhymeFlow Stats sends a two-expert join the same way).
  * Clicking a frame row toggles it as a manual keyframe on the connected "RhymeFlow Keyframes" node.
  *
  * Preview frame and step counts and the sampling shift are node properties (``preview_frames``,
@@ -73,7 +74,6 @@ import {
 /** Nodes that carry the step-map widget: the Async Sampler and the drop-in (same schedule inputs). */
 const WIDGET_NODES = ["RhymeFlowAsyncSampler", "RhymeFlowAccelerate"];
 const KEYFRAMES = "RhymeFlowKeyframes";
-const STATS = "RhymeFlowStats";
 const STATS_EVENT = "rhymeflow.stats";
 const ROUTE = "/rhymeflow/step_map";
 const PROP_FRAMES = "preview_frames";
@@ -672,18 +672,14 @@ class StepMapWidget {
 const byNode = new WeakMap();
 
 /**
- * Give stats to the sampler widget they belong to: by node id, else the only sampler in ``graph``.
+ * Give stats to the widget they belong to: by node id, else (no id: a script's run) the only widget there is.
  * @param {any} stats
- * @param {unknown} [graph]
  */
-function deliverStats(stats, graph) {
+function deliverStats(stats) {
   if (!stats || typeof stats !== "object") return;
   const all = [...live];
   let targets = all.filter((w) => matchesNode(stats.node, w.node.id));
-  if (!targets.length && (stats.node === undefined || stats.node === null)) {
-    const same = graph ? all.filter((w) => w.node.graph === graph) : all;
-    if (same.length === 1) targets = same;
-  }
+  if (!targets.length && (stats.node === undefined || stats.node === null) && all.length === 1) targets = all;
   for (const w of targets) w.setRealised(stats);
 }
 
@@ -715,11 +711,6 @@ const extension = {
       chain(proto, "onRemoved", function () {
         byNode.get(this)?.dispose();
         byNode.delete(this);
-      });
-    } else if (nodeData.name === STATS) {
-      chain(nodeType.prototype, "onExecuted", function (/** @type {Record<string, unknown>} */ output) {
-        const list = output?.rhymeflow_stats;
-        if (Array.isArray(list) && list.length) deliverStats(list[0], this.graph);
       });
     }
   },

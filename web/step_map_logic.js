@@ -512,7 +512,7 @@ export function viewFromStats(stats) {
     steps: stats.roles[0].length,
     roles: stats.roles,
     keyframes: keys,
-    // RhymeFlowStats adds flop_speedup (FLOP model of the actual model); the websocket event has neither.
+    // the run's FLOP-ideal at the model's real dims and context mode (stats.py flop_speedup)
     flopIdeal: num(stats.flop_ideal) ?? num(stats.flop_speedup),
     measuredSpeedup: num(stats.estimated_speedup),
     fullPasses: num(stats.full_passes),

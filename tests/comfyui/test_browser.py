@@ -276,10 +276,10 @@ def test_step_map_widget_planned_realised_and_click(server):
         page.screenshot(path=str(ARTIFACTS / "planned.png"))
         _node_shot(page, sampler_id, "step_map_planned.png")
 
+        page.evaluate(RECORD_STATS_EVENTS_JS)
         prompt_id = _queue(page)
         _wait(page, f'{sel}[data-view="realised"]', RUN_TIMEOUT_S * 1000)
-        # the Stats node's output (richer stats) may arrive just after the websocket event
-        page.wait_for_timeout(1500)
+        page.wait_for_timeout(500)
         page.evaluate(
             """(id) => { const app = window.comfyAPI.app.app; app.canvas.centerOnNode(app.graph.getNodeById(id));
                          app.canvas.setDirty(true, true); }""",
@@ -295,6 +295,7 @@ def test_step_map_widget_planned_realised_and_click(server):
         run = _finished_run(server, prompt_id)
         assert run["status"]["completed"], run["status"]
         stats = run["outputs"][str(stats_id)]["rhymeflow_stats"][0] if stats_id is not None else None
+        events = page.evaluate("() => window.__rhymeflowStatsEvents")  # what reached the widget: its one channel
 
         # Hover a skipped cell of a frame that is not a keyframe: the tooltip explains it.
         keys = [int(k) for k in realised["keyframes"].split(",") if k]
@@ -365,6 +366,8 @@ def test_step_map_widget_planned_realised_and_click(server):
         for k in COLOR_RGB:  # cell interiors only (edges are anti-aliased): shares agree within a few percent
             assert abs(counts[k] / n_px - cells[k] / n_cells) < 0.06, (k, counts, cells)
         assert keys == stats["keyframes"]
+        # one channel, one shape: the widget's map came by the event, and the event is the /history record
+        assert [e for e in events if e.get("node") == str(sampler_id)] == [stats], (events, stats)
         assert lines[1] == f"noise level (sigma) {stats['sigmas'][hover_step]:.3f}", lines  # the run's own sigmas
         # RhymeFlow Stats shows its summary on the node, the numbers an artist looks for first
         stats_text = shown_text[stats_id]
@@ -434,6 +437,11 @@ def _expand(text: str) -> list[int]:
 
     return parse_frame_list(text)
 
+
+RECORD_STATS_EVENTS_JS = """() => {
+  window.__rhymeflowStatsEvents = [];
+  window.comfyAPI.api.api.addEventListener('rhymeflow.stats', ({ detail }) => window.__rhymeflowStatsEvents.push(detail));
+}"""
 
 RECORD_EXECUTED_JS = """() => {
   window.__rhymeflowExecuted = [];
