@@ -99,6 +99,33 @@ def _io_call(call: ast.Call, custom: dict[str, str]) -> tuple[str, str, str, boo
     return f.attr, kind, ident, cag
 
 
+def _shared_blocks() -> dict[str, list[ast.expr]]:
+    """Functions in nodes/*.py that return a list literal of inputs (a block several schemas share): name -> items."""
+    out = {}
+    for path in (ROOT / "nodes").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef):
+                ret = [r.value for r in ast.walk(node) if isinstance(r, ast.Return) and isinstance(r.value, ast.List)]
+                if len(ret) == 1:
+                    out[node.name] = ret[0].elts
+    return out
+
+
+def _input_items(inputs: ast.expr | None) -> list[ast.expr]:
+    """The items of a schema's ``inputs=[...]``, with ``*shared_block()`` expanded in place (in order)."""
+    shared = _shared_blocks()
+    items = []
+    for item in getattr(inputs, "elts", []):
+        if isinstance(item, ast.Starred):
+            call = item.value
+            name = getattr(getattr(call, "func", None), "id", None) or getattr(getattr(call, "func", None), "attr", None)
+            assert name in shared, f"inputs=[*{ast.unparse(call)}]: no function {name} returning a list literal in nodes/"
+            items.extend(shared[name])
+        else:
+            items.append(item)
+    return items
+
+
 def our_nodes() -> dict[str, tuple[dict[str, str], list[str], int]]:
     """node_id -> (socket inputs, output types, widget value count) from the V3 schemas in nodes/*.py."""
     custom = _custom_types()
@@ -110,7 +137,7 @@ def our_nodes() -> dict[str, tuple[dict[str, str], list[str], int]]:
             kw = {k.arg: k.value for k in node.keywords}
             node_id = kw["node_id"].value
             sockets, outputs, widgets = {}, [], 0
-            for item in getattr(kw.get("inputs"), "elts", []):
+            for item in _input_items(kw.get("inputs")):
                 kind_io, kind, ident, cag = _io_call(item, custom)
                 if kind in _WIDGETS:
                     widgets += 1 + int(cag)
@@ -135,7 +162,7 @@ def optional_sockets() -> dict[str, set[str]]:
         for node in ast.walk(ast.parse(path.read_text())):
             if _is_schema_call(node):
                 kw = {k.arg: k.value for k in node.keywords}
-                out[kw["node_id"].value] = {item.args[0].value for item in getattr(kw.get("inputs"), "elts", [])
+                out[kw["node_id"].value] = {item.args[0].value for item in _input_items(kw.get("inputs"))
                                             if any(k.arg == "optional" and getattr(k.value, "value", False) for k in item.keywords)}
     return out
 
@@ -146,6 +173,7 @@ def test_our_schemas_are_found():
             "RhymeFlowTestbedConditioning", "RhymeFlowTestbedEmptyLatent", "RhymeFlowTestbedDecode"} <= set(ours)
     assert all(k.startswith("RhymeFlow") for k in ours)
     assert ours["RhymeFlowAsyncSampler"] == ({"keyframes": "RHYMEFLOW_KEYFRAMES"}, ["SAMPLER"], 6)
+    assert ours["RhymeFlowAccelerate"] == ({"model": "MODEL", "keyframes": "RHYMEFLOW_KEYFRAMES"}, ["MODEL"], 10)
     assert ours["RhymeFlowStats"] == ({"model": "MODEL", "latent": "LATENT", "second_model": "MODEL"}, ["LATENT", "STRING"], 0)
 
 

@@ -126,6 +126,8 @@ export const MAX_STEPS = 1000;
  * @property {number[]} switches steps where a second model takes over (Wan 2.2 A14B experts); empty otherwise
  * @property {{label: string, start: number}[]} experts which model samples from which step; empty for one model
  * @property {number[] | null} sigmas noise level at the start of each step, when the source sends them
+ * @property {boolean} ownSize the speed-up is priced on the model's own dims (read from its file, or the run's)
+ * @property {string} pricedOn what priced the speed-up (the route's flop_model), for the hover of the header
  * @property {string | null} error
  */
 
@@ -489,6 +491,8 @@ export function viewFromPlanned(body) {
     switches: [],
     experts: [],
     sigmas: ok ? sigmasFor(body.sigmas, body.roles[0].length) : null,
+    ownSize: ok && body.flop_dims_real === true,
+    pricedOn: ok && typeof body.flop_model === "string" ? body.flop_model : "",
     error: body?.error ? String(body.error) : ok ? null : "the step-map route sent no map",
   };
 }
@@ -526,6 +530,8 @@ export function viewFromStats(stats) {
       ? segments.map((/** @type {any} */ s, /** @type {number} */ i) => ({ label: String(s?.label ?? `expert ${i + 1}`), start: num(s?.start) ?? 0 }))
       : [],
     sigmas: sigmasFor(stats.sigmas, steps),
+    ownSize: stats.flop_dims !== null && stats.flop_dims !== undefined,
+    pricedOn: "this run's model",
     error: null,
   };
 }
