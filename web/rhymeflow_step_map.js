@@ -49,6 +49,7 @@ import {
   legendRowCount,
   manualTextAfterClick,
   matchesNode,
+  passKinds,
   roleColor,
   stepAtPoint,
   stepMapQuery,
@@ -474,6 +475,9 @@ class StepMapWidget {
     canvas.dataset.steps = String(view?.steps ?? 0);
     canvas.dataset.keyframes = view ? view.keyframes.join(",") : "";
     canvas.dataset.error = view?.error ?? "";
+    canvas.dataset.passes = view ? passKinds(view.roles) : "";
+    canvas.dataset.speedup = view?.flopIdeal?.toFixed(3) ?? "";
+    canvas.dataset.query = this.lastQuery;
     canvas.dataset.nodeId = String(this.node.id);
     if (w <= 0 || h <= 0) return;
     const dpr = window.devicePixelRatio || 1;

@@ -322,6 +322,23 @@ export function warmupColumns(roles) {
 }
 
 /**
+ * What each step's pass is, one letter per step: W warm-up (every frame), S sync (every frame), K keyframes only.
+ * Planned and realised maps of one run have the same string even where the keyframes differ (semantic/dynamic
+ * keyframes are chosen during the run).
+ * @param {number[][]} roles
+ * @returns {string}
+ */
+export function passKinds(roles) {
+  const steps = roles[0]?.length ?? 0;
+  let out = "";
+  for (let s = 0; s < steps; s++) {
+    const col = roles.map((row) => row[s]);
+    out += col.every((r) => r === ROLE_WARMUP) ? "W" : col.every((r) => r === ROLE_SYNC) ? "S" : "K";
+  }
+  return out;
+}
+
+/**
  * Rows the legend takes when entries of these widths flow left to right and wrap at ``maxW``.
  * @param {number[]} widths
  * @param {number} maxW

@@ -47,7 +47,7 @@ ARTIFACTS = Path(os.environ.get("RHYMEFLOW_ARTIFACTS", REPO_ROOT / "out")) / "br
 PACK_NAME = "rhymeflow"
 SAMPLER, KEYFRAMES, STATS, COMPARE = "RhymeFlowAsyncSampler", "RhymeFlowKeyframes", "RhymeFlowStats", "RhymeFlowCompare"
 ASYMRNR_STATS = "RhymeFlowAsymRnRStats"
-EXTENSIONS = ("RhymeFlow.StepMap", "rhymeflow.text_output")  # the names web/*.js register
+EXTENSIONS = ("RhymeFlow.StepMap", "rhymeflow.text_output", "RhymeFlow.InputRules")  # the names web/*.js register
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 START_TIMEOUT_S = 240
@@ -269,7 +269,8 @@ def test_step_map_widget_planned_realised_and_click(server):
         )
         page.keyboard.press("Escape")  # close the "missing nodes"/template dialogs the load may open
         sel = f'{CANVAS}[data-node-id="{sampler_id}"]'
-        _wait(page, f'{sel}[data-view="planned"][data-frames="21"][data-steps="30"]', 120_000)
+        # planned on the graph: the test-bed latent's 16 frames and BasicScheduler's 30 steps (the boxes say 21 / 30)
+        _wait(page, f'{sel}[data-view="planned"][data-frames="16"][data-steps="30"]', 120_000)
         planned = page.eval_on_selector(sel, "c => ({...c.dataset})")
         assert planned["error"] == "", planned
         page.wait_for_timeout(300)  # the DOM widget follows the canvas on its next frame
@@ -549,4 +550,122 @@ def test_frontend_gets_categories_and_search_aliases(server):
         assert [k for k, d in defs.items() if any(word in a for a in d["aliases"])], word
     if registered:  # the graph's node types use the same categories (the "Add Node" menu)
         assert registered == {k: d["category"] for k, d in defs.items()}, registered
+    assert not [m for m in console if m.startswith("pageerror")], console
+
+
+# ------------------------------------------------------------------------------------ every template, as opened
+
+ALL_WORKFLOWS = sorted((REPO_ROOT / "example_workflows").glob("*.json"))
+STEP_MAP_NODES = ("RhymeFlowAccelerate", SAMPLER)
+NODE_RECTS_JS = """() => window.comfyAPI.app.app.graph.nodes.map(n => {
+  const [x, y, w, h] = n.boundingRect; return [n.id, n.type, x, y, w, h]; })"""
+# ComfyUI's latent nodes: latent frames from their widgets (written here from ComfyUI's node code, independently
+# of web/graph_settings.js): length -> (length - 1) // t + 1
+LATENT_T = {"EmptyHunyuanLatentVideo": 4, "WanImageToVideo": 4, "Wan22ImageToVideoLatent": 4, "EmptyMochiLatentVideo": 6,
+            "EmptyLTXVLatentVideo": 8}
+
+
+def _overlaps(rects: list) -> list:
+    """Pairs of node rectangles (title bars included) that intersect."""
+    out = []
+    for i, (a, ta, ax, ay, aw, ah) in enumerate(rects):
+        for b, tb, bx, by, bw, bh in rects[i + 1:]:
+            if ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah:
+                out.append((f"{ta} #{a}", f"{tb} #{b}"))
+    return out
+
+
+def _expected_frames(wf: dict) -> int:
+    for n in wf["nodes"]:
+        if n["type"] == "RhymeFlowTestbedEmptyLatent":
+            return int(n["widgets_values"][0])
+        if n["type"] in LATENT_T:
+            return (int(n["widgets_values"][2]) - 1) // LATENT_T[n["type"]] + 1
+    raise AssertionError("no latent node")
+
+
+def _expected_steps(wf: dict) -> list[int]:
+    """Steps of the sampler(s) the step-map nodes drive: KSampler/BasicScheduler steps, a KSamplerAdvanced's slice."""
+    out = []
+    for n in wf["nodes"]:
+        v = n.get("widgets_values", [])
+        if n["type"] == "KSampler" and "dense" not in n.get("title", ""):
+            out.append(int(v[2]))
+        elif n["type"] == "KSamplerAdvanced":
+            out.append(min(int(v[8]), int(v[3])) - int(v[7]))
+        elif n["type"] == "BasicScheduler":
+            out.append(int(v[1]))
+    return out
+
+
+def _canvases(page) -> list[dict]:
+    return page.evaluate(f"() => [...document.querySelectorAll('{CANVAS}')].map(c => ({{...c.dataset}}))")
+
+
+@pytest.mark.parametrize("path", ALL_WORKFLOWS, ids=lambda p: p.stem)
+def test_template_opens_without_overlap_and_plans_on_its_graph(server, path):
+    """Each shipped template as opened: no two nodes overlap (after load, and after a run for the ones that run here);
+    each step map is planned on the graph (the latent's frames, the sampler's steps, the shift) and says so; and a
+    run's realised map has the planned passes step by step, at the planned speed-up once the plan knows the run's
+    text length."""
+    import sys
+
+    sys.path.insert(0, str(REPO_ROOT / "tools"))
+    from browser_session import runs_here
+
+    wf = json.loads(path.read_text())
+    n_maps = sum(n["type"] in STEP_MAP_NODES for n in wf["nodes"])
+    with _browser_page(server, f"template_{path.stem}.log") as (page, console):
+        _load_workflow(page, wf, wf["nodes"][0]["id"], wf["nodes"][0]["type"])
+        page.keyboard.press("Escape")
+        page.evaluate("() => { const app = window.comfyAPI.app.app; app.canvas.ds.scale = 0.5; app.canvas.ds.offset = [20, 40];"
+                      " app.canvas.setDirty(true, true); }")
+        if n_maps:
+            page.wait_for_function(f"""(n) => {{ const cs = [...document.querySelectorAll('{CANVAS}')];
+                return cs.length === n && cs.every(c => c.dataset.view === 'planned' && (c.dataset.basis || c.dataset.error)); }}""",
+                                   arg=n_maps, timeout=60_000)
+        page.wait_for_timeout(500)
+        loaded = page.evaluate(NODE_RECTS_JS)
+        planned = {c["nodeId"]: c for c in _canvases(page)}
+        page.screenshot(path=str(ARTIFACTS / f"template_{path.stem}.png"))
+        run = after = realised = replanned = None
+        if runs_here(wf):
+            page.evaluate(RECORD_STATS_EVENTS_JS)
+            run = _finished_run(server, _queue(page))
+            page.wait_for_timeout(1500)
+            after = page.evaluate(NODE_RECTS_JS)
+            realised = {c["nodeId"]: c for c in _canvases(page)}
+            for node_id in planned:  # back to the plan ("show planned"), now priced with the run's text length
+                page.evaluate(f"() => document.querySelector('{CANVAS}[data-node-id=\"{node_id}\"]').parentElement"
+                              ".querySelector('button').click()")
+                page.wait_for_selector(f'{CANVAS}[data-node-id="{node_id}"][data-view="planned"]', timeout=10_000, state="attached")
+            page.wait_for_timeout(800)
+            replanned = {c["nodeId"]: c for c in _canvases(page)}
+            page.screenshot(path=str(ARTIFACTS / f"template_{path.stem}_after_run.png"))
+
+    assert not _overlaps(loaded), _overlaps(loaded)
+    frames, steps = _expected_frames(wf), _expected_steps(wf)
+    shift_node = any(n["type"] == "ModelSamplingSD3" for n in wf["nodes"])
+    assert len(planned) == n_maps
+    for c in planned.values():
+        assert c["error"] == "" and int(c["frames"]) == frames, c
+        graph, _, boxes = c["basis"].split(" · cost on ")[0].partition("; ")
+        # LTXVScheduler's sigmas are not read (its steps come from the box); without ModelSamplingSD3 the model's own
+        # shift applies, which the graph does not show (the box stands in): the map says so either way
+        from_boxes = (["steps"] if "ltxv" in path.stem else []) + ([] if shift_node else ["shift"])
+        expected = ", ".join(k for k in ("frames", "steps", "shift") if k not in from_boxes) + ", model from the graph"
+        assert graph == expected and boxes == (", ".join(from_boxes) + " from the boxes" if from_boxes else ""), c
+        assert c["basis"].endswith("cost on this model's size" if runs_here(wf) else "cost on an assumed Wan 1.3B size"), c
+    if "ltxv" not in path.stem:
+        assert {int(c["steps"]) for c in planned.values()} <= set(steps), (planned, steps)
+    if "two_experts" in path.stem:  # each expert's node plans its own KSamplerAdvanced slice
+        assert sorted(int(c["steps"]) for c in planned.values()) == sorted(steps), (planned, steps)
+    if run is not None:
+        assert run["status"]["completed"], run["status"]
+        assert not _overlaps(after), _overlaps(after)
+        for node_id, c in planned.items():
+            r = realised[node_id]
+            assert r["view"] == "realised" and r["passes"] == c["passes"], (c, r)
+            assert replanned[node_id]["passes"] == c["passes"]
+            assert float(replanned[node_id]["speedup"]) == pytest.approx(float(r["speedup"]), abs=0.01), (replanned[node_id], r)
     assert not [m for m in console if m.startswith("pageerror")], console

@@ -127,3 +127,9 @@ test("input rules: a preset hides what it does not read, a connected socket hide
   assert.deepEqual(hidden({ preset: "target", strategy: "uniform" }, ["keyframes"]), ["budget", "n_small", "strategy", "warmup"]);
   assert.deepEqual(rulesFromNodeDef({ input: { required: { x: ["INT", {}] } } }), { uses: {}, overrides: {} });
 });
+
+test("passKinds names each step's pass", async () => {
+  const { passKinds } = await import("../../web/step_map_logic.js");
+  assert.equal(passKinds([[0, 1, 2, 3, 1], [0, 1, 3, 2, 1]]), "WSKKS");
+  assert.equal(passKinds([]), "");
+});
