@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -212,6 +213,7 @@ def test_dropin_workflows_feed_the_sampler_from_the_accelerate_node(name):
 def test_workflow_structure(path):
     wf = json.loads(path.read_text())
     assert wf["version"] == 0.4
+    uuid.UUID(wf["id"])  # the frontend's workflow schema: any other id opens with an "Invalid uuid" alert
     known = {**CORE, **our_nodes()}
     optional = optional_sockets() | CORE_OPTIONAL
     nodes = {n["id"]: n for n in wf["nodes"]}

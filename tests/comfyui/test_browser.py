@@ -625,6 +625,7 @@ def test_template_opens_without_overlap_and_plans_on_its_graph(server, path):
                 return cs.length === n && cs.every(c => c.dataset.view === 'planned' && (c.dataset.basis || c.dataset.error)); }}""",
                                    arg=n_maps, timeout=60_000)
         page.wait_for_timeout(500)
+        alerts = page.evaluate("() => [...document.querySelectorAll('.p-toast-message')].map(t => t.innerText)")
         loaded = page.evaluate(NODE_RECTS_JS)
         planned = {c["nodeId"]: c for c in _canvases(page)}
         page.screenshot(path=str(ARTIFACTS / f"template_{path.stem}.png"))
@@ -643,6 +644,7 @@ def test_template_opens_without_overlap_and_plans_on_its_graph(server, path):
             replanned = {c["nodeId"]: c for c in _canvases(page)}
             page.screenshot(path=str(ARTIFACTS / f"template_{path.stem}_after_run.png"))
 
+    assert not [a for a in alerts if "Invalid workflow" in a], alerts  # e.g. an id that is not a UUID
     assert not _overlaps(loaded), _overlaps(loaded)
     frames, steps = _expected_frames(wf), _expected_steps(wf)
     shift_node = any(n["type"] == "ModelSamplingSD3" for n in wf["nodes"])
@@ -668,4 +670,56 @@ def test_template_opens_without_overlap_and_plans_on_its_graph(server, path):
             assert r["view"] == "realised" and r["passes"] == c["passes"], (c, r)
             assert replanned[node_id]["passes"] == c["passes"]
             assert float(replanned[node_id]["speedup"]) == pytest.approx(float(r["speedup"]), abs=0.01), (replanned[node_id], r)
+    assert not [m for m in console if m.startswith("pageerror")], console
+
+
+WIDGETS_SHOWN_JS = """(id) => { const n = window.comfyAPI.app.app.graph.getNodeById(id);
+  return { hidden: n.widgets.filter(w => w.hidden).map(w => w.name).sort(), height: n.size[1] }; }"""
+SET_WIDGET_JS = """([id, name, value]) => { const app = window.comfyAPI.app.app; const n = app.graph.getNodeById(id);
+  const w = n.widgets.find(w => w.name === name); w.value = value; w.callback?.(value, app.canvas, n); app.canvas.setDirty(true, true); }"""
+
+
+def test_inputs_a_choice_ignores_are_hidden_while_it_ignores_them(server):
+    """RhymeFlow Accelerate shows warmup/n_small/n_large only under preset custom and target_speedup only under
+    target, hides strategy and budget while a Keyframes node is connected; the Keyframes node shows manual only for
+    strategy manual and budget/threshold only for the strategies that read them. Hidden widgets are still in the
+    prompt (the schema is unchanged) and the step map's query carries only what the preset reads."""
+    wf = json.loads((REPO_ROOT / "example_workflows" / "rhymeflow_wan21_t2v_1.3b.json").read_text())
+    acc = next(n["id"] for n in wf["nodes"] if n["type"] == "RhymeFlowAccelerate")
+    seen = {}
+    with _browser_page(server, "inputs_console.log") as (page, console):
+        _load_workflow(page, wf, acc, "RhymeFlowAccelerate")
+        page.keyboard.press("Escape")
+        page.evaluate("(id) => { const app = window.comfyAPI.app.app; app.canvas.centerOnNode(app.graph.getNodeById(id)); }", acc)
+
+        def state(key):
+            page.wait_for_timeout(700)  # a redraw applies the rules; the step map re-asks after its debounce
+            seen[key] = {**page.evaluate(WIDGETS_SHOWN_JS, acc),
+                         "query": page.eval_on_selector(f'{CANVAS}[data-node-id="{acc}"]', "c => c.dataset.query")}
+
+        state("paper")
+        page.evaluate(SET_WIDGET_JS, [acc, "preset", "custom"])
+        state("custom")
+        page.evaluate(SET_WIDGET_JS, [acc, "preset", "target"])
+        state("target")
+        prompt_inputs = page.evaluate(
+            "async (id) => Object.keys((await window.comfyAPI.app.app.graphToPrompt()).output[String(id)].inputs)", acc)
+        kf = page.evaluate("""(id) => { const app = window.comfyAPI.app.app; const acc = app.graph.getNodeById(id);
+            const kf = window.LiteGraph.createNode('RhymeFlowKeyframes'); kf.pos = [acc.pos[0], acc.pos[1] + 900]; app.graph.add(kf);
+            kf.connect(0, acc, acc.inputs.findIndex(i => i.name === 'keyframes')); app.canvas.setDirty(true, true); return kf.id; }""", acc)
+        state("keyframes connected")
+        kf_states = {}
+        for strategy in ("semantic", "uniform", "manual"):
+            page.evaluate(SET_WIDGET_JS, [kf, "strategy", strategy])
+            page.wait_for_timeout(400)
+            kf_states[strategy] = page.evaluate(WIDGETS_SHOWN_JS, kf)["hidden"]
+
+    assert seen["paper"]["hidden"] == ["n_large", "n_small", "target_speedup", "warmup"], seen
+    assert seen["custom"]["hidden"] == ["target_speedup"] and seen["custom"]["height"] > seen["paper"]["height"], seen
+    assert seen["target"]["hidden"] == ["n_large", "n_small", "warmup"], seen
+    assert seen["keyframes connected"]["hidden"] == ["budget", "n_large", "n_small", "strategy", "warmup"], seen
+    assert "warmup=" not in seen["paper"]["query"] and "warmup=5" in seen["custom"]["query"], seen
+    assert "target_speedup=" in seen["target"]["query"] and "target_speedup=" not in seen["custom"]["query"], seen
+    assert {"warmup", "n_small", "n_large", "target_speedup"} <= set(prompt_inputs), prompt_inputs  # still sent, as before
+    assert kf_states == {"semantic": ["manual"], "uniform": ["manual", "threshold"], "manual": ["budget", "threshold"]}, kf_states
     assert not [m for m in console if m.startswith("pageerror")], console
