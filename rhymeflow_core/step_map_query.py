@@ -46,7 +46,8 @@ FLOP_MODEL = "wan2.1-1.3b-480p"
 
 MAX_LATENT_SIDE = 1024  # latent rows/columns (8192 pixels at Wan's 8x VAE)
 MAX_TEXT_TOKENS = 4096
-MIN_DENOISE = 0.01  # KSampler's own minimum step of the widget; total steps = steps / denoise stays bounded
+MIN_DENOISE = 0.01  # KSampler's widget step
+MAX_TOTAL_STEPS = 10_000  # steps / denoise: what the scheduler is asked for
 SIMPLE = "simple"
 
 # Uniform placement is what the plan shows for strategies that choose frames only after warm-up.
@@ -168,6 +169,8 @@ def planned_sigmas(query: Mapping[str, Any], sigmas_fn: SigmasFn | None = None) 
     if not MIN_DENOISE <= denoise <= 1.0:
         raise _QueryError(f"denoise={denoise} must lie in {MIN_DENOISE}..1")
     total = steps if denoise >= 1.0 else int(steps / denoise)
+    if total > MAX_TOTAL_STEPS:
+        raise _QueryError(f"steps={steps} at denoise={denoise} means {total} scheduler steps; at most {MAX_TOTAL_STEPS}")
     if sigmas_fn is not None:
         sig = [float(x) for x in sigmas_fn(scheduler, total, shift)]
     elif scheduler == SIMPLE:

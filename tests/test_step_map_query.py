@@ -302,3 +302,5 @@ def test_sigmas_follow_the_graphs_scheduler_denoise_and_step_range():
     bad = {"start_step": "15", "end_step": "15"}
     assert "start_step=15 must be below end_step=15" in planned_step_map({**base, **bad}, sigmas_fn=sigmas_fn)["error"]
     assert "denoise=0.0 must lie in 0.01..1" in planned_step_map({**base, "denoise": "0"}, sigmas_fn=sigmas_fn)["error"]
+    too_many = planned_step_map({**base, "steps": "1000", "denoise": "0.05"}, sigmas_fn=sigmas_fn)["error"]
+    assert too_many == "steps=1000 at denoise=0.05 means 20000 scheduler steps; at most 10000" and len(calls) == 5  # refused before asking the scheduler
