@@ -248,3 +248,12 @@ def test_workflow_structure(path):
         assert sslot < len(s_out) and dslot < len(d_in), f"{path.name}: link {lid} slot out of range"
         assert s_out[sslot]["type"] == typ == d_in[dslot]["type"], f"{path.name}: link {lid} type {typ}"
         assert lid in (s_out[sslot].get("links") or []) and d_in[dslot]["link"] == lid, f"{path.name}: link {lid} not mirrored"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_every_template_has_its_thumbnail(path):
+    """ComfyUI's template browser shows ``<name>.jpg`` beside a pack's template (a placeholder and a 404 without it);
+    ``tools/screenshots.py`` writes them from the real frontend."""
+    thumb = path.with_suffix(".jpg")
+    assert thumb.is_file(), f"{thumb.name} missing: run /opt/comfyui/.venv/bin/python tools/screenshots.py {path.name}"
+    assert thumb.read_bytes()[:3] == b"\xff\xd8\xff", f"{thumb.name} is not a JPEG"
