@@ -27,7 +27,7 @@ from ..rhymeflow_core.asymrnr import AsymRnRState, ReductionSchedule, sources
 from ..rhymeflow_core.asymrnr.install import check_model, install, last_run, measurement_of, state_of
 from ..rhymeflow_core.asymrnr.matching import DEFAULT_STRIDE
 from ..rhymeflow_core.keyframes import clip_text
-from .common import ADVANCED, Schema
+from .common import ADVANCED, Schema, uses
 from .glue import node_errors
 
 
@@ -38,7 +38,7 @@ NODE = "AsymRnR Token Reduction"
 CALIBRATE_NODE = "AsymRnR Calibrate"
 SCHEDULE_NODE = "AsymRnR Schedule"
 STATS_NODE = "AsymRnR Stats"
-SOURCES = ("uniform", "testbed", "file", "input")
+SOURCES = tuple(sources.SOURCE_INPUTS)  # uniform, testbed, file, input
 
 class Calibration:
     """The ASYMRNR_CALIBRATION handle: the recording state and how to turn its measurement into a schedule."""
@@ -78,7 +78,8 @@ class RhymeFlowAsymRnR(io.ComfyNode):
                 io.Combo.Input("schedule_source", options=list(SOURCES), default="uniform",
                                tooltip="uniform: q_rate/kv_rate in every block after dense_start; testbed: the schedule "
                                        "calibrated on the RhymeFlow test-bed model (4 blocks; that model only); file: "
-                                       "schedule_file; input: the connected schedule (from AsymRnR Schedule)."),
+                                       "schedule_file; input: the connected schedule (from AsymRnR Schedule).",
+                               extra_dict=uses(sources.SOURCE_INPUTS)),
                 io.Float.Input("q_rate", default=0.3, min=0.0, max=0.95, step=0.05,
                                tooltip="uniform only: fraction of queries dropped (their outputs are copied from the "
                                        "matched token). 0 = queries untouched."),

@@ -5,11 +5,11 @@ from comfy_api.latest import io
 
 from ..rhymeflow_core.context_cache import PLACEMENTS
 from ..rhymeflow_core.dropin import DropinConfig
-from ..rhymeflow_core.keyframes import STRATEGIES, KeyframePlan
+from ..rhymeflow_core.keyframes import STRATEGIES, STRATEGY_INPUTS, KeyframePlan
 from ..rhymeflow_core.patch import CONTEXT_MODES, PatchConfig
-from ..rhymeflow_core.presets import DEFAULT_TARGET, MIN_STEPS, PRESETS, TARGET
+from ..rhymeflow_core.presets import DEFAULT_TARGET, MIN_STEPS, PRESET_INPUTS, PRESETS, TARGET
 from . import glue
-from .common import ADVANCED, Keyframes, Schema
+from .common import ADVANCED, OVERRIDES, Keyframes, Schema, custom_schedule_inputs, uses
 from .patch_node import CACHE_DTYPES
 
 AUTO_STRATEGIES = tuple(s for s in STRATEGIES if s != "manual")  # manual picks come from a RhymeFlow Keyframes node
@@ -33,28 +33,25 @@ class RhymeFlowAccelerate(io.ComfyNode):
                                tooltip="paper: warm up while sigma >= 0.945, strides 2-3; balanced: strides 2-4; fast: warm up "
                                        "while sigma >= 0.96, strides 3-5; target: paper's warm-up and the shortest strides that "
                                        "reach target_speedup; custom: the warmup/n_small/n_large inputs. Resolved on the "
-                                       "sampler's own sigmas."),
+                                       "sampler's own sigmas.",
+                               extra_dict=uses(PRESET_INPUTS)),
                 io.Float.Input("target_speedup", default=DEFAULT_TARGET, min=1.05, max=20.0, step=0.05,
                                tooltip="preset=target only: the FLOP-ideal speed-up to reach, priced on this model at this "
                                        "latent size (wall-clock gains are lower)."),
                 io.Combo.Input("strategy", options=list(AUTO_STRATEGIES), default="semantic",
-                               tooltip="How keyframes are chosen after warm-up (ignored when 'keyframes' is connected)."),
+                               tooltip="How keyframes are chosen after warm-up (hidden while 'keyframes' is connected).",
+                               extra_dict=uses(STRATEGY_INPUTS)),
                 io.Int.Input("budget", default=4, min=1, max=256,
                              tooltip="Number of keyframes, first and last frame included (ignored when 'keyframes' is connected)."),
                 io.Combo.Input("context_mode", options=list(CONTEXT_MODES), default="kv",
                                tooltip="What a sync point stores for non-keyframes: kv = post-RoPE keys/values (fastest), "
                                        "hidden = block inputs, re-projected each step."),
-                io.Int.Input("warmup", default=5, min=1, max=1000, extra_dict=ADVANCED,
-                             tooltip="preset=custom only: full steps on every frame before keyframes are chosen."),
-                io.Int.Input("n_small", default=2, min=1, max=100, extra_dict=ADVANCED,
-                             tooltip="preset=custom only: stride (steps per sync point) early after warm-up."),
-                io.Int.Input("n_large", default=3, min=1, max=100, extra_dict=ADVANCED,
-                             tooltip="preset=custom only: stride late in the run (>= n_small)."),
+                *custom_schedule_inputs(),
                 io.Combo.Input("placement", options=list(PLACEMENTS), default="device", extra_dict=ADVANCED,
                                tooltip="Where the context cache lives: device (fast) or cpu (saves GPU memory)."),
                 io.Combo.Input("cache_dtype", options=list(CACHE_DTYPES), default="auto", extra_dict=ADVANCED,
                                tooltip="Storage dtype of the context cache; auto keeps the model's dtype."),
-                Keyframes.Input("keyframes", optional=True,
+                Keyframes.Input("keyframes", optional=True, extra_dict={OVERRIDES: ["strategy", "budget"]},
                                 tooltip="Optional RhymeFlow Keyframes (manual picks, threshold); overrides strategy and budget."),
             ],
             outputs=[io.Model.Output(tooltip="The accelerated model; connect it to your sampler (and to RhymeFlow Stats).")],

@@ -18,6 +18,7 @@ from ..rhymeflow_core.keyframes import KeyframePlan
 from ..rhymeflow_core.patch import KEY, PatchConfig, RhymeFlowHolder
 from ..rhymeflow_core.sampler import sample_rhymeflow
 from ..rhymeflow_core.schedule import ScheduleConfig
+from ..rhymeflow_core.stats import ui_record
 
 log = logging.getLogger("rhymeflow")
 
@@ -108,7 +109,8 @@ sample_rhymeflow_node.rhymeflow_async = True
 
 
 def send_stats(node_id, stats: dict) -> None:
-    """``rhymeflow.stats`` websocket message to the client that queued the prompt (no-op without a server)."""
+    """``rhymeflow.stats`` websocket message (``stats.ui_record``, the widget's only source of realised maps) to the
+    client that queued the prompt, addressed to widget node ``node_id`` (no-op without a server)."""
     try:
         from server import PromptServer
     except Exception:  # noqa: BLE001 - no server (tests, scripts)
@@ -117,6 +119,6 @@ def send_stats(node_id, stats: dict) -> None:
     if server is None:
         return
     try:
-        server.send_sync(STATS_EVENT, {**stats, "node": node_id}, server.client_id)
+        server.send_sync(STATS_EVENT, {**ui_record(stats), "node": node_id}, server.client_id)
     except Exception as exc:  # noqa: BLE001 - a UI message must never fail a finished run
         log.warning("RhymeFlow: could not send stats to the UI: %s", exc)

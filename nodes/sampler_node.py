@@ -1,11 +1,11 @@
 """RhymeFlow Async Sampler: a SAMPLER for SamplerCustomAdvanced / SamplerCustom."""
 from comfy_api.latest import io
 
-from ..rhymeflow_core.presets import MIN_STEPS, PRESETS
+from ..rhymeflow_core.presets import MIN_STEPS, PRESET_INPUTS, PRESETS
 from ..rhymeflow_core.projection import PROJECTIONS
 from ..rhymeflow_core.sampler import SOLVERS
 from . import glue
-from .common import ADVANCED, Keyframes, Schema
+from .common import Keyframes, Schema, custom_schedule_inputs, uses
 
 
 class RhymeFlowAsyncSampler(io.ComfyNode):
@@ -23,13 +23,9 @@ class RhymeFlowAsyncSampler(io.ComfyNode):
                 io.Combo.Input("preset", options=list(PRESETS), default="paper",
                                tooltip="paper: warm up while sigma >= 0.945 (the paper's 8 of 50 steps at shift 3), strides 2-3; "
                                        "balanced: strides 2-4; fast: warm up while sigma >= 0.96, strides 3-5; custom: the "
-                                       "warmup/n_small/n_large inputs below. Presets are resolved on the run's sigmas."),
-                io.Int.Input("warmup", default=5, min=1, max=1000, extra_dict=ADVANCED,
-                             tooltip="preset=custom only: full steps on every frame before keyframes are chosen."),
-                io.Int.Input("n_small", default=2, min=1, max=100, extra_dict=ADVANCED,
-                             tooltip="preset=custom only: stride (steps per sync point) early after warm-up."),
-                io.Int.Input("n_large", default=3, min=1, max=100, extra_dict=ADVANCED,
-                             tooltip="preset=custom only: stride late in the run (>= n_small)."),
+                                       "warmup/n_small/n_large inputs below. Presets are resolved on the run's sigmas.",
+                               extra_dict=uses(PRESET_INPUTS)),
+                *custom_schedule_inputs(),
                 io.Combo.Input("keyframe_solver", options=list(SOLVERS), default="euler",
                                tooltip="ODE step for keyframes: euler (as ComfyUI's euler) or ab2 (Adams-Bashforth 2)."),
                 io.Combo.Input("projection", options=list(PROJECTIONS), default="quadratic",

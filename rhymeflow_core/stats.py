@@ -1,9 +1,13 @@
 """What a finished RhymeFlow run reports: one typed ``RunResult``, the two-expert join, the text summary.
 
 Why typed: both entry points (the Async Sampler and the drop-in MODEL node) finish through the same
-engine, and the UI, the Stats node, the benchmarks and the tests read the same fields. ``to_dict()`` is
-the one JSON shape the step-map widget gets, by the Stats node's ``ui`` output or the ``rhymeflow.stats``
-websocket event (same dict either way).
+engine, and the UI, the Stats node, the benchmarks and the tests read the same fields.
+
+One shape, one channel to the widget: ``ui_record`` (``to_dict()`` or ``join_expert_results`` plus the text
+summary) is what the step-map widget gets, only by the ``rhymeflow.stats`` websocket event (the run sends
+it, so a graph without RhymeFlow Stats still shows its realised map; Stats sends the two-expert join the same
+way). RhymeFlow Stats also keeps the identical dict in its ``ui`` output: that is the run's record in
+``/history`` for API clients and scripts (an event is not stored anywhere), not a second way into the widget.
 """
 from __future__ import annotations
 
@@ -163,6 +167,12 @@ def join_expert_results(first: RunResult, second: RunResult) -> dict:
     else:
         out["flop_speedup"] = None
     return out
+
+
+def ui_record(stats: dict) -> dict:
+    """The one JSON shape a finished run reaches the UI and ``/history`` in: ``stats`` (a ``RunResult.to_dict()`` or a
+    ``join_expert_results`` dict) with its text summary."""
+    return {**stats, "summary": summary_text(stats)}
 
 
 def _bytes(n: float) -> str:

@@ -18,6 +18,11 @@ SCHEDULES_DIR = Path(__file__).resolve().parent / "schedules"
 TESTBED_SCHEDULE = SCHEDULES_DIR / "testbed_wan.json"
 UNIFORM_COLUMNS = 100  # uniform schedules are read by progress through sampling: 1% resolution for dense_start
 MAX_RATE = 0.95
+# AsymRnR Token Reduction's schedule sources and the node inputs each reads besides cache_steps and partition_seed
+# (the node hides the others: see presets.PRESET_INPUTS).
+SOURCE_INPUTS: dict[str, tuple[str, ...]] = {
+    "uniform": ("q_rate", "kv_rate", "dense_start"), "testbed": ("scale",), "file": ("scale", "schedule_file"), "input": ("scale",),
+}
 
 
 def check_fraction(name: str, value: float, hi: float = 1.0, hi_open: bool = False) -> float:

@@ -287,6 +287,9 @@ def test_schedule_writer_refuses_an_empty_prefix(server, clean):
     ("strategy=uniform&threshold=1e9", "threshold=1000000000.0 is a cosine similarity and must lie in [-1, 1]"),
     ("strategy=manual&manual=0-30000000", "names a frame beyond 511"),
     ("frames=" + "9" * 4000, "... (4000 characters) must lie in 2..512"),
+    ("scheduler=" + "x" * 4000, "is not known; accepted: simple, "),
+    ("steps=1000&denoise=0.05", "means 20000 scheduler steps; at most 10000"),
+    ("start_step=30&end_step=30", "start_step=30 must be below end_step=30"),
 ])
 def test_step_map_route_refuses_what_the_node_refuses(server, query, fragment):
     t0 = time.monotonic()
