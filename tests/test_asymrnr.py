@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from rhymeflow_core.asymrnr import (
-    AsymRnRState, Match, ReductionSchedule, dst_partition, install, kept_sources, make_override, match_tokens,
-    nearest_dst, plan_reduction, reduce_tokens, restore_tokens,
+    KEY, AsymRnRState, Match, ReductionSchedule, TokenLayout, dst_partition, install, kept_sources, match_tokens,
+    nearest_dst, override, plan_reduction, reduce_tokens, restore_tokens,
 )
 from rhymeflow_core.asymrnr.calibrate import build_schedule
 from rhymeflow_core.testbed.calibrate_asymrnr import calibrate_testbed
@@ -36,6 +36,13 @@ def qkv(b=2, n=N, dtype=torch.float32, seed=0):
 
 def opts(block=0, **kw):
     return {"block_index": block, **kw}
+
+
+def make_override(state):
+    """The override as ComfyUI's ``wrap_attn`` calls it for a MODEL carrying ``state`` in its transformer_options."""
+    def call(func, q, k, v, *args, transformer_options=None, **kw):
+        return override(func, q, k, v, *args, transformer_options={**(transformer_options or {}), KEY: state}, **kw)
+    return call
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +213,7 @@ def test_matching_reused_for_cache_steps_counted_by_sigma():
 
     def dit_call(sigma, branch):
         to = opts(sigmas=torch.tensor([sigma]), cond_or_uncond=branch)
-        state.begin_call(shape, (1, 2, 2), to)
+        state.begin_call(shape, to)
         override(sdpa_attention, q if len(branch) == 2 else q[:1], k if len(branch) == 2 else k[:1],
                  v if len(branch) == 2 else v[:1], heads=HEADS, transformer_options=to)
 
@@ -224,7 +231,7 @@ def test_matching_reused_for_cache_steps_counted_by_sigma():
     q, k, v = (t[:, :32] for t in (q, k, v))
     override(sdpa_attention, q, k, v, heads=HEADS, transformer_options=opts(cond_or_uncond=[0, 1]))
     assert state.stats.matchings == 10
-    state.begin_call(shape, (1, 2, 2), opts(sigmas=torch.tensor([1.0])))  # sigma went up: a new run
+    state.begin_call(shape, opts(sigmas=torch.tensor([1.0])))  # sigma went up: a new run
     assert state.clock.step == 0 and len(state.cache) == 0 and state.stats.matchings == 0
 
 
@@ -233,17 +240,23 @@ def test_step_from_sample_sigmas_survives_skipped_calls():
     ss = torch.tensor([1.0, 0.8, 0.6, 0.4, 0.0])
     steps = []
     for sigma in (1.0, 0.6, 0.5, 0.4):  # step 1 skipped (e.g. by a step cache); 0.5: a solver midpoint of step 2
-        state.begin_call(torch.Size([1, 16, 2, 8, 12]), (1, 2, 2), {"sigmas": torch.tensor([sigma]), "sample_sigmas": ss})
+        state.begin_call(torch.Size([1, 16, 2, 8, 12]), {"sigmas": torch.tensor([sigma]), "sample_sigmas": ss})
         steps.append(state.clock.step)
     assert steps == [0, 2, 2, 3] and state.clock.total == 4
 
 
-def test_state_survives_deepcopy():
+def test_a_deep_copy_is_a_fresh_state_with_the_same_settings():
+    """ModelPatcher.clone() deep-copies model_options: the clone gets its own run state and result (the holder policy)."""
     import copy
 
-    state = make_state()
-    to = install({}, state)
-    assert copy.deepcopy(to)["asymrnr"] is state
+    state = make_state(q=0.5, seed=7)
+    state.last_result = {"stats": {}}
+    state.stats.matchings = 3
+    to = install({"optimized_attention_override": print}, state)
+    fresh = copy.deepcopy(to)["asymrnr"]
+    assert fresh is not state and fresh.schedule is state.schedule and fresh.seed == 7 and fresh.layout is state.layout
+    assert fresh.previous_override is print and fresh.last_result is None and fresh.stats.matchings == 0
+    assert copy.copy(state) is state  # ComfyUI's per-call shallow dict copies keep the instance
 
 
 # ---------------------------------------------------------------- schedule
@@ -273,11 +286,14 @@ def test_block_outside_schedule_is_an_error():
 # ---------------------------------------------------------------- on the test-bed model
 
 def _forward(model, to, frames=2, seed=0):
+    """One CFG-batched ``apply_model`` call (wrappers included, as ComfyUI's BaseModel runs them)."""
+    from rhymeflow_core.testbed.denoiser import TestbedDenoiser
+
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(2, 16, frames, 8, 12, generator=g)
     ctx = torch.randn(2, 8, 4096, generator=g)
     to = dict(to, sigmas=torch.tensor([0.9]), cond_or_uncond=[0, 1])
-    return model(x, torch.full((2,), 900.0), ctx, transformer_options=to)
+    return TestbedDenoiser(model, 0).apply_model(x, torch.full((2,), 0.9), None, ctx, None, to)
 
 
 def test_override_end_to_end_on_the_model(model):
@@ -289,6 +305,7 @@ def test_override_end_to_end_on_the_model(model):
         return func(q, k, v, *args, **kwargs)
 
     zero = make_state(blocks=2)
+    zero.grid = None  # recorded by the APPLY_MODEL wrapper
     assert torch.equal(_forward(model, install({"optimized_attention_override": spy}, zero)), plain)
     assert zero.grid == GRID and sorted(set(seen)) == [(48, 8), (48, 48)]
     seen.clear()
