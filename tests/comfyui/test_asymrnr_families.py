@@ -11,7 +11,8 @@ The models and ``apply_model`` inputs are the family tier's (``test_family_*.py`
   - with RhymeFlow's Projection Patch in either order: a sync pass is reduced, a keyframe-only pass passes
     through (counted), and at rates 0 both passes equal RhymeFlow alone bit for bit;
   - a schedule calibrated for another family or token count is refused with node, input, value and what is
-    accepted.
+    accepted;
+  - calibration through the nodes (Calibrate -> a dense euler run -> Schedule -> Token Reduction) on each family.
 """
 from __future__ import annotations
 
@@ -182,3 +183,63 @@ def test_schedule_for_another_family_or_size_is_refused(pack, family, tmp_path):
             call(m, inputs, {"sigmas": inputs.sigma})
     finally:
         folder_paths.set_output_directory(old)
+
+
+def _sampling(comfyui, family: str):
+    """``sample(model)``: the family tier's whole euler run through ComfyUI's guider (its conds, latent and steps)."""
+    import comfy.samplers
+
+    euler = comfy.samplers.sampler_object("euler")
+    if family == "wan":
+        from . import test_family_wan as t
+
+        latent = torch.zeros(1, 16, t.FRAMES, t.H, t.W)
+        return lambda m: t._sample(comfyui, m, euler, latent, (t._text(1), t._text(2)))
+    if family == "hunyuan_video":
+        from comfy_extras.nodes_hunyuan import EmptyHunyuanLatentVideo
+
+        from . import test_family_hunyuan_video as t
+
+        latent = EmptyHunyuanLatentVideo.execute(64, 64, 17).args[0]
+        return lambda m: t._guided_sample(m, t._text_conditioning(12), euler, latent)
+    if family == "ltxv":
+        from comfy_extras.nodes_lt import EmptyLTXVLatentVideo
+
+        from . import test_family_ltxv as t
+
+        latent = EmptyLTXVLatentVideo.execute(**t.PIXELS, batch_size=1).args[0]
+        return lambda m: t._sample(m, euler, latent, t._conditioning(11))
+    from . import test_family_mochi as t
+
+    return lambda m: t._sample(m, euler)
+
+
+def test_calibration_per_family_through_the_nodes(comfyui, pack, family, tmp_path):
+    """Calibrate -> one dense run -> Schedule -> Token Reduction (input), on each family: recording is exact, the
+    schedule records the family and token count, and the reduced run saves about the calibrated share."""
+    import folder_paths
+
+    name, patcher, _ = family
+    sample = _sampling(comfyui, name)
+    dense = sample(patcher)
+    rec, handle = pack.asym.RhymeFlowAsymRnRCalibrate.execute(patcher, target=0.3, q_cap=0.7, kv_cap=0.5, dense_start=0.2,
+                                                                cache_steps=3, partition_seed=0).args
+    out = sample(rec)
+    assert torch.equal(out, dense), name  # recording is dense and exact
+    old = folder_paths.get_output_directory()
+    folder_paths.set_output_directory(str(tmp_path))
+    try:
+        schedule, summary = pack.asym.RhymeFlowAsymRnRSchedule.execute(handle, {"samples": out}, "asymrnr/schedule").args
+    finally:
+        folder_paths.set_output_directory(old)
+    n = dense.shape[2] * pack.adapters.comfyui_adapter(patcher.model.diffusion_model).tokens_per_frame(
+        patcher.model.diffusion_model, dense)
+    assert (schedule.family, schedule.tokens, schedule.num_blocks) == (name, n, pack.asym.check_model(patcher).num_blocks)
+    assert f"calibrated on {name} at {n} video tokens" in summary
+    m = _asym(pack, patcher, 0.0, 0.0, schedule_source="input", schedule=schedule)
+    reduced = sample(m)
+    assert reduced.shape == dense.shape and torch.isfinite(reduced).all() and not torch.equal(reduced, dense)
+    res = pack.asym.RhymeFlowAsymRnRStats.execute(m, {"samples": reduced})
+    text, stats = res.args[1], res.ui["asymrnr_stats"][0]
+    # the achieved share is over video rows; joint families' kept text rows make the whole call's saving smaller
+    assert 0.05 < stats["flops_saved_fraction"] <= schedule.meta["achieved"] + 0.05, (name, text)
