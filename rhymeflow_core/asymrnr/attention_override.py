@@ -29,7 +29,7 @@ from typing import Callable
 import torch
 
 from .matching import Match, dst_partition, match_tokens, partition_seed
-from .reduce import kept_sources, plan_reduction, restore_tokens
+from .reduce import gather_rows, kept_sources, plan_reduction
 from .state import AsymRnRState
 
 KEY = "asymrnr"
@@ -80,18 +80,12 @@ def _heads_first(x: torch.Tensor, heads: int, skip_reshape: bool) -> torch.Tenso
     return x.view(b, n, heads, hd // heads).transpose(1, 2)
 
 
-def _layout_back(x: torch.Tensor, skip_reshape: bool) -> torch.Tensor:
-    """``[B, heads, L, d]`` back to the layout the call came in."""
-    if skip_reshape:
-        return x
-    b, h, n, d = x.shape
-    return x.transpose(1, 2).reshape(b, n, h * d)
-
-
-def _keep(x: torch.Tensor, n: int, index: torch.Tensor) -> torch.Tensor:
-    """``x [B, H, L, d]`` with its first ``n`` (video) rows replaced by the rows ``index [B, H, Lr]``, text rows kept after them."""
-    video = x[:, :, :n].gather(2, index.unsqueeze(-1).expand(*index.shape, x.shape[-1]))
-    return torch.cat((video, x[:, :, n:]), dim=2) if x.shape[2] > n else video
+def _with_text(index: torch.Tensor, start: int, count: int) -> torch.Tensor:
+    """``index [B, H, L]`` followed by the ``count`` text rows from ``start`` on, unchanged and in order."""
+    if count == 0:
+        return index
+    text = torch.arange(start, start + count, device=index.device).expand(*index.shape[:2], count)
+    return torch.cat((index, text), dim=-1)
 
 
 def _key_mask(mask: torch.Tensor | None, length: int) -> torch.Tensor | None:
@@ -106,42 +100,44 @@ def _key_mask(mask: torch.Tensor | None, length: int) -> torch.Tensor | None:
 
 def _reduced_attention(state: AsymRnRState, call: Callable, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                        heads: int, skip_reshape: bool, mask: torch.Tensor | None, block: int, to: dict) -> torch.Tensor:
-    """Video self-attention at this (block, step)'s rates: reduce the video rows of Q and/or K/V, attend, restore Q's length."""
+    """Video self-attention at this (block, step)'s rates: reduce the video rows of Q and/or K/V, attend, restore Q's length.
+
+    Each reduced tensor is one row selection (``gather_rows``) of ``[kept video rows; text rows]`` written straight
+    into the layout the call came in."""
     step, total = max(0, state.clock.step), state.clock.total
     sched = state.schedule
     rq, rkv = sched.rate("q", block, step, total), sched.rate("kv", block, step, total)
     qh, kh, vh = (_heads_first(t, heads, skip_reshape) for t in (q, k, v))
     b, _, length, d = qh.shape
     n = state.num_tokens
+    text = length - n
     if state.recorder is not None:
         _record(state, block, step, qh[:, :, :n].transpose(1, 2), vh[:, :, :n].transpose(1, 2))
     if rq == 0 and rkv == 0:
-        state.stats.add(block, step, b, heads, d, n, n, n, length - n)
+        state.stats.add(block, step, b, heads, d, n, n, n, text)
         return call(q, k, v, mask)
     window, branch = step // sched.cache_steps, tuple(to.get("cond_or_uncond", ()))
     red_q, lq, lkv = None, n, n
     if rq > 0:
         m = _match(state, "q", qh[:, :, :n].transpose(1, 2), block, window, branch)
         red_q = plan_reduction(m, kept_sources(n, m.dst_idx.numel(), m.src_idx.numel(), rq), n, with_restore=True)
-        qh = _keep(qh, n, red_q.gather.transpose(1, 2))
         lq = red_q.gather.shape[1]
+        q = gather_rows(qh, _with_text(red_q.gather.transpose(1, 2), n, text), heads_first=skip_reshape)
     if rkv > 0:
         m = _match(state, "kv", vh[:, :, :n].transpose(1, 2), block, window, branch)
         red_kv = plan_reduction(m, kept_sources(n, m.dst_idx.numel(), m.src_idx.numel(), rkv), n, with_restore=False)
-        index = red_kv.gather.transpose(1, 2)
-        kh, vh = _keep(kh, n, index), _keep(vh, n, index)
+        lkv = red_kv.gather.shape[1]
+        index = _with_text(red_kv.gather.transpose(1, 2), n, text)
+        k, v = gather_rows(kh, index, heads_first=skip_reshape), gather_rows(vh, index, heads_first=skip_reshape)
         keys = _key_mask(mask, length)
         if keys is not None:
-            mask = _keep(keys.expand(b, heads, 1, length).transpose(2, 3), n, index).transpose(2, 3)
-        lkv = index.shape[2]
-    state.stats.add(block, step, b, heads, d, n, lq, lkv, length - n)
-    q2 = _layout_back(qh, skip_reshape) if red_q is not None else q
-    k2, v2 = (_layout_back(kh, skip_reshape), _layout_back(vh, skip_reshape)) if rkv > 0 else (k, v)
-    out = call(q2, k2, v2, mask)
+            mask = keys.expand(b, heads, 1, length).gather(-1, index.unsqueeze(2))
+    state.stats.add(block, step, b, heads, d, n, lq, lkv, text)
+    out = call(q, k, v, mask)
     if red_q is None:
         return out
-    video = restore_tokens(out[:, :lq], heads, red_q)
-    return torch.cat((video, out[:, lq:]), dim=1) if length > n else video
+    rows = out.view(b, lq + text, heads, -1).transpose(1, 2)
+    return gather_rows(rows, _with_text(red_q.restore.transpose(1, 2), lq, text), heads_first=False)
 
 
 def override(func: Callable, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args, **kwargs) -> torch.Tensor:
