@@ -556,3 +556,52 @@ def test_stats_and_schedule_texts():
     sched_text = sources.schedule_text(ReductionSchedule.uniform(2, 4, q=0.5), "asymrnr/s_00001_.json")
     assert "2 blocks x 4 steps" in sched_text and "mean rate q 0.500, kv 0.000" in sched_text
     assert "FLOPs left 50.0%" in sched_text and sched_text.endswith("written to asymrnr/s_00001_.json")
+
+
+# ---------------------------------------------------------------- joint [video; text] attention (HunyuanVideo, Mochi layouts)
+
+def test_joint_layout_reduces_video_rows_only_and_follows_the_key_mask():
+    """``skip_reshape`` q/k/v ``[B, H, L, d]`` with 6 text rows after the 48 video rows, a per-key padding mask and no
+    block index (blocks counted per call): text rows and their mask entries reach attention whole and in place."""
+    layout = TokenLayout("joint", joint_text=True, block_of=None)
+    state = make_state(q=0.5, kv=0.5, blocks=2, layout=layout)
+    g = torch.Generator().manual_seed(0)
+    text = 6
+    q, k, v = (torch.randn(2, HEADS, N + text, D, generator=g) for _ in range(3))
+    mask = torch.zeros(1, 1, N + text)
+    mask[..., -2:] = -1e4  # two padded text keys
+    seen = []
+
+    def func(q_, k_, v_, heads, mask=None, skip_reshape=False, **kw):
+        seen.append((q_, k_, v_, mask))
+        out = torch.nn.functional.scaled_dot_product_attention(q_, k_, v_, attn_mask=mask)
+        return out.transpose(1, 2).reshape(q_.shape[0], -1, heads * D)
+
+    run = make_override(state)
+    outs = [run(func, q, k, v, HEADS, mask=mask, skip_reshape=True, transformer_options={"cond_or_uncond": [0, 1]})
+            for _ in range(2)]
+    assert set(state.stats.kept) == {(0, 0), (1, 0)}  # two calls: blocks 0 and 1 by count
+    q2, k2, v2, m2 = seen[0]
+    keep = N // 2
+    assert q2.shape == k2.shape == v2.shape == (2, HEADS, keep + text, D)
+    for got, ref in ((q2, q), (k2, k), (v2, v)):
+        assert torch.equal(got[:, :, keep:], ref[:, :, N:])  # text rows untouched, in place
+        rows = got[:, :, :keep].unsqueeze(3) == ref[:, :, :N].unsqueeze(2)  # each kept row is a video row
+        assert rows.all(-1).any(-1).all()
+    assert m2.shape == (2, HEADS, 1, keep + text) and torch.equal(m2[..., keep:], mask[..., N:].expand(2, HEADS, 1, text))
+    assert (m2[..., :keep] == 0).all()
+    assert outs[0].shape == (2, N + text, HEADS * D)
+    dense = func(q, k, v, HEADS, mask=mask)
+    assert not torch.equal(outs[0][:, :N], dense[:, :N])
+    zero = make_state(blocks=2, layout=layout)
+    assert torch.equal(make_override(zero)(func, q, k, v, HEADS, mask=mask, skip_reshape=True, transformer_options={}), dense)
+
+
+def test_joint_layout_passes_through_masks_that_depend_on_the_query():
+    layout = TokenLayout("joint", joint_text=True, block_of=None)
+    state = make_state(q=0.5, kv=0.5, layout=layout)
+    q, k, v = (torch.randn(1, HEADS, N + 4, D) for _ in range(3))
+    full = torch.zeros(1, 1, N + 4, N + 4)  # a text refiner's [L, L] mask
+    got = make_override(state)(lambda q_, k_, v_, heads, **kw: q_, q, k, v, HEADS, mask=full, skip_reshape=True,
+                               transformer_options={})
+    assert got is q and not state.stats.kept
