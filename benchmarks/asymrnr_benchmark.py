@@ -143,8 +143,6 @@ def _random(dm: torch.nn.Module, scale: float = 0.05) -> dict:
 
 def family_model(family: str):
     """``(patcher, latent, apply_model kwargs)``: a tiny random model of ComfyUI's class at 5 x 1,024 video tokens."""
-    import comfy.model_detection
-    import comfy.model_patcher
     import comfy.ops
     import comfy.sd
 
@@ -173,28 +171,35 @@ def family_model(family: str):
     if family == "ltxv":
         import comfy.ldm.lightricks.model as lt
 
-        dm = lt.LTXVModel(in_channels=128, cross_attention_dim=256, attention_head_dim=8, num_attention_heads=32,
-                          caption_channels=4096, num_layers=2, operations=ops)
+        heads = dict(attention_head_dim=64, num_attention_heads=4)  # detection would split 256 into 32 heads of 8
+        dm = lt.LTXVModel(in_channels=128, cross_attention_dim=256, caption_channels=4096, num_layers=2, operations=ops, **heads)
         mask = torch.ones(1, 7, dtype=torch.long)
         mask[:, -2:] = 0
-        return (comfy.sd.load_diffusion_model_state_dict(_random(dm)), torch.randn(1, 128, 5, 32, 32, generator=g),
+        return (_with_config(_random(dm), heads), torch.randn(1, 128, 5, 32, 32, generator=g),
                 {"c_crossattn": torch.randn(1, 7, 4096, generator=g), "attention_mask": mask, "frame_rate": 24})
     import comfy.ldm.genmo.joint_model.asymm_models_joint as mochi
 
     sizes = dict(depth=2, num_heads=2, hidden_size_x=256, hidden_size_y=128, mlp_ratio_x=48.0, t5_feat_dim=64)  # ComfyUI asserts FFN 12,288
     dm = mochi.AsymmDiTJoint(operations=ops, patch_size=2, in_channels=12, learn_sigma=False, qk_norm=True, qkv_bias=False,
                              out_bias=True, use_t5=True, timestep_scale=1000.0, **sizes)
-    sd = _random(dm)
+    mask = torch.zeros(1, 8)
+    mask[:, :5] = 1.0
+    return (_with_config(_random(dm), sizes), torch.randn(1, 12, 5, 64, 64, generator=g),
+            {"c_crossattn": torch.randn(1, 8, 64, generator=g), "attention_mask": mask, "num_tokens": 5})
+
+
+def _with_config(sd: dict, sizes: dict):
+    """ComfyUI's detected model config for ``sd`` with ``sizes`` that detection cannot read off the weights, as a ModelPatcher."""
+    import comfy.model_detection
+    import comfy.model_patcher
+
     config = comfy.model_detection.model_config_from_unet(sd, "")
     config.unet_config.update(sizes)
     config.set_inference_dtype(torch.float32, None)
     model = config.get_model(sd)
     model.load_model_weights(dict(sd), "")
     cpu = torch.device("cpu")
-    mask = torch.zeros(1, 8)
-    mask[:, :5] = 1.0
-    return (comfy.model_patcher.ModelPatcher(model, load_device=cpu, offload_device=cpu), torch.randn(1, 12, 5, 64, 64, generator=g),
-            {"c_crossattn": torch.randn(1, 8, 64, generator=g), "attention_mask": mask, "num_tokens": 5})
+    return comfy.model_patcher.ModelPatcher(model, load_device=cpu, offload_device=cpu)
 
 
 def family_row(family: str, steps: int, reps: int) -> dict:
