@@ -605,3 +605,9 @@ def test_joint_layout_passes_through_masks_that_depend_on_the_query():
     got = make_override(state)(lambda q_, k_, v_, heads, **kw: q_, q, k, v, HEADS, mask=full, skip_reshape=True,
                                transformer_options={})
     assert got is q and not state.stats.kept
+
+
+def test_installing_twice_replaces_instead_of_chaining_to_itself():
+    first, second = make_state(q=0.5), make_state(q=0.25)
+    to = install(install({"optimized_attention_override": print}, first), second)
+    assert to["asymrnr"] is second and second.previous_override is print

@@ -187,7 +187,11 @@ def install(transformer_options: dict, state: AsymRnRState) -> dict:
     any override already there) and the state under ``"asymrnr"`` (the test bed's equivalent of the node's
     ``clone()`` + ``add_wrapper_with_key`` + setting ``optimized_attention_override``)."""
     to = dict(transformer_options)
-    state.previous_override = to.get("optimized_attention_override")
+    previous = to.get("optimized_attention_override")
+    old = to.get(KEY)
+    if previous is override and isinstance(old, AsymRnRState):  # AsymRnR again: replaced, not chained to itself
+        previous = old.previous_override
+    state.previous_override = previous
     wrappers = {k: dict(v) for k, v in to.get("wrappers", {}).items()}
     wrappers.setdefault("apply_model", {})[KEY] = [grid_wrapper]
     to["wrappers"] = wrappers
