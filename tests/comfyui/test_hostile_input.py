@@ -219,7 +219,7 @@ def schedule_files(server) -> dict:
     (inp / "secret_link.json").symlink_to(secret)
     with open(out / "huge.json", "wb") as f:
         f.truncate(2 * 1024 ** 3)
-    valid = {"format": "asymrnr-schedule", "version": 1, "cache_steps": 3, "dst_stride": [1, 2, 2],
+    valid = {"format": "asymrnr-schedule", "version": 2, "family": None, "tokens": None, "cache_steps": 3, "dst_stride": [1, 2, 2],
              "q": [[0.1, 0.1]], "kv": [[0.1, 0.1]], "meta": {}}
     bad = {"list.json": [valid], "no_q.json": {k: v for k, v in valid.items() if k != "q"},
            "cache_steps.json": valid | {"cache_steps": 10 ** 12}, "stride.json": valid | {"dst_stride": [1, 100000, 2]},
