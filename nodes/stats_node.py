@@ -42,7 +42,7 @@ class RhymeFlowStats(io.ComfyNode):
             stats = ui_record(first.to_dict())  # the run itself already sent this dict to its widget
         summary = stats["summary"]
         # "text" is what web/rhymeflow_text_output.js shows on the node: the headline first, then the full summary.
-        # "rhymeflow_stats" is the run's record in /history (stats.py: not read by the widget).
+        # "rhymeflow_stats": the same dict as the run's event; ComfyUI replays it for cached re-runs and keeps it in /history.
         return io.NodeOutput(latent, summary, ui={"text": [f"{headline(stats)}\n\n{summary}"], "rhymeflow_stats": [stats]})
 
 

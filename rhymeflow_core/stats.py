@@ -3,11 +3,11 @@
 Why typed: both entry points (the Async Sampler and the drop-in MODEL node) finish through the same
 engine, and the UI, the Stats node, the benchmarks and the tests read the same fields.
 
-One shape, one channel to the widget: ``ui_record`` (``to_dict()`` or ``join_expert_results`` plus the text
-summary) is what the step-map widget gets, only by the ``rhymeflow.stats`` websocket event (the run sends
-it, so a graph without RhymeFlow Stats still shows its realised map; Stats sends the two-expert join the same
-way). RhymeFlow Stats also keeps the identical dict in its ``ui`` output: that is the run's record in
-``/history`` for API clients and scripts (an event is not stored anywhere), not a second way into the widget.
+One shape, two channels, each needed: ``ui_record`` (``to_dict()`` or ``join_expert_results`` plus the text
+summary) reaches the step-map widget by the ``rhymeflow.stats`` websocket event, which the run sends (so a graph
+without RhymeFlow Stats shows its realised map; Stats sends the two-expert join the same way), and by RhymeFlow
+Stats' ``ui`` output, the identical dict, which is what ComfyUI replays when a re-queued prompt comes from its cache
+(no run, no event) and what ``/history`` keeps for API clients. Both carry the widget node's id.
 """
 from __future__ import annotations
 

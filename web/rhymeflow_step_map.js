@@ -7,8 +7,10 @@
  * skipped (projected) cells; numbered axes, a legend in plain words, the expert switch of a two-model run,
  * and a tooltip explaining the cell under the pointer. Before a run it shows the PLANNED map for the current settings (asked from the Python core
  * through GET /rhymeflow/step_map; the schedule is never recomputed here); after a run the REALISED map
- * from the run's stats, by one channel only: the "rhymeflow.stats" websocket event (stats.ui_record's shape; the
- * run sends it, and RhymeFlow Stats sends a two-expert join the same way).
+ * from the run's stats, in one shape (stats.ui_record) by two channels, each needed: the "rhymeflow.stats" websocket
+ * event the run sends (a graph without RhymeFlow Stats shows its map too; Stats sends a two-expert join the same way),
+ * and RhymeFlow Stats' ui output, which ComfyUI replays when a re-queued prompt is served from its cache (no run, so
+ * no event). Both are addressed by the widget node's id; the same map twice is drawn once.
  * Clicking a frame row toggles it as a manual keyframe on the connected "RhymeFlow Keyframes" node.
  *
  * The plan is made on what the connected graph says (web/graph_settings.js: the latent's frames, the sampler's or
@@ -79,6 +81,7 @@ import { ignoredInputs } from "./input_rules.js";
 /** Nodes that carry the step-map widget: the Async Sampler and the drop-in (same schedule inputs). */
 const WIDGET_NODES = ["RhymeFlowAsyncSampler", "RhymeFlowAccelerate"];
 const KEYFRAMES = "RhymeFlowKeyframes";
+const STATS = "RhymeFlowStats";
 const STATS_EVENT = "rhymeflow.stats";
 const ROUTE = "/rhymeflow/step_map";
 const PROP_FRAMES = "preview_frames";
@@ -764,6 +767,12 @@ const extension = {
       chain(proto, "onRemoved", function () {
         byNode.get(this)?.dispose();
         byNode.delete(this);
+      });
+    } else if (nodeData.name === STATS) {
+      // ComfyUI replays a cached node's ui output, never the run's event: this is how a cached re-run shows its map
+      chain(nodeType.prototype, "onExecuted", function (/** @type {Record<string, unknown>} */ output) {
+        const list = output?.rhymeflow_stats;
+        if (Array.isArray(list) && list.length) deliverStats(list[0]);
       });
     }
   },

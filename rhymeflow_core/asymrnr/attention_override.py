@@ -44,8 +44,8 @@ def grid_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None, 
     state = to.get(KEY)
     if isinstance(state, AsymRnRState):
         state.layout.check_call(kwargs)
-        state.begin_call(x.shape, to)
-        state.check_size()
+        if state.begin_call(x.shape, to):
+            state.check_size()
     return executor(x, t, c_concat, c_crossattn, control, to, **kwargs)
 
 

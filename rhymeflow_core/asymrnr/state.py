@@ -94,21 +94,27 @@ class AsymRnRState:
     def num_tokens(self) -> int | None:
         return None if self.grid is None else self.grid[0] * self.grid[1] * self.grid[2]
 
-    def begin_call(self, x_shape: torch.Size, transformer_options: dict) -> None:
-        """Record the token grid of latent ``x [B, C, T, H, W]`` and the step of this DiT call."""
+    def begin_call(self, x_shape: torch.Size, transformer_options: dict) -> bool:
+        """Record the token grid of latent ``x [B, C, T, H, W]`` and the step of this DiT call; True when the call
+        starts a sampling run (or carries no sigma to tell)."""
         self.grid = self.layout.grid(x_shape)
         self.calls_in_pass = 0
         sigmas = transformer_options.get("sigmas")
         if sigmas is None:
-            return
+            return True
         sigma = float(sigmas.flatten()[0]) if torch.is_tensor(sigmas) else float(sigmas)
         sample = transformer_options.get("sample_sigmas")
         if self.clock.observe(sigma, sample if torch.is_tensor(sample) else None):  # a new sampling run
             self.cache.clear()
             self.stats = ReductionStats()
+            return True
+        return False
 
     def check_size(self) -> None:
-        """A schedule calibrated at one token count is refused at another (its rates describe that size's redundancy)."""
+        """A schedule calibrated at one token count is refused at another (its rates describe that size's redundancy).
+
+        Checked at a run's first call only: that one is always a full pass, while the grid of a RhymeFlow
+        keyframe-only pass is the keyframes' when this wrapper runs inside RhymeFlow's."""
         want, grid = self.schedule.tokens, self.grid
         if want is not None and grid is not None and want != self.num_tokens:
             raise ValueError(f"{self.origin} was calibrated at {want} video tokens; this run has "

@@ -135,17 +135,24 @@ def test_composes_with_rhymeflow(pack, family, order):
     name, patcher, inputs = family
     keyframes = [0, 3]
 
+    dm = patcher.model.diffusion_model
+    n = inputs.x.shape[2] * pack.adapters.comfyui_adapter(dm).tokens_per_frame(dm, inputs.x)
+
     def build(q, kv):
+        """A schedule that records this family and size: a keyframe-only pass (fewer tokens in view when AsymRnR's
+        wrapper runs inside RhymeFlow's) must not be taken for another size."""
+        sched = pack.asymrnr.ReductionSchedule.uniform(pack.asym.check_model(patcher).num_blocks, 2, q=q, kv=kv)
+        sched = pack.asymrnr.ReductionSchedule(sched.rates, family=name, tokens=n)
         config = pack.patch.PatchConfig(context_mode="kv")
         if order == "asymrnr_then_projection":
-            return pack.glue.patch_model(_asym(pack, patcher, q, kv), config)
-        return _asym(pack, pack.glue.patch_model(patcher, config), q, kv)
+            return pack.glue.patch_model(_asym(pack, patcher, q, kv, schedule_source="input", schedule=sched), config)
+        return _asym(pack, pack.glue.patch_model(patcher, config), q, kv, schedule_source="input", schedule=sched)
 
     def passes(m):
         outs = []
-        for mode in ("record", "keyframe"):
+        for mode, sigma in (("record", 0.7), ("keyframe", 0.6)):  # a sync step, then a keyframe-only step of one run
             _run(pack, m, mode, keyframes)
-            outs.append(call(m, inputs, {"sigmas": inputs.sigma}))
+            outs.append(call(m, inputs, {"sigmas": torch.tensor([sigma])}))
         pack.glue.holder_of(m).end_run()
         return outs
 

@@ -321,6 +321,9 @@ def test_step_map_widget_planned_realised_and_click(server):
                     "(id) => window.comfyAPI.app.app.graph.getNodeById(id).rhymeflowText ?? null", node_id)
                 _node_shot(page, node_id, shot)
 
+        page.evaluate("(id) => { const app = window.comfyAPI.app.app; app.canvas.centerOnNode(app.graph.getNodeById(id));"
+                      " app.canvas.setDirty(true, true); }", sampler_id)  # the node shots may have moved it away
+        page.wait_for_timeout(500)
         # Click the row of a frame that is not a keyframe: it becomes a manual keyframe.
         frame = hover_frame
         point = page.evaluate(CELL_CENTRE_JS % PACK_NAME, [sel, frame, int(realised["steps"]) // 2])
@@ -367,7 +370,7 @@ def test_step_map_widget_planned_realised_and_click(server):
         for k in COLOR_RGB:  # cell interiors only (edges are anti-aliased): shares agree within a few percent
             assert abs(counts[k] / n_px - cells[k] / n_cells) < 0.06, (k, counts, cells)
         assert keys == stats["keyframes"]
-        # one channel, one shape: the widget's map came by the event, and the event is the /history record
+        # one shape: the run's event is exactly the Stats record ComfyUI keeps (and replays for a cached re-run)
         assert [e for e in events if e.get("node") == str(sampler_id)] == [stats], (events, stats)
         assert lines[1] == f"noise level (sigma) {stats['sigmas'][hover_step]:.3f}", lines  # the run's own sigmas
         # RhymeFlow Stats shows its summary on the node, the numbers an artist looks for first
@@ -420,8 +423,14 @@ NODE_RECT_JS = """(id) => {
 
 def _node_shot(page, node_id: int, name: str, tooltip: str | None = None) -> None:
     """A screenshot of one node (and the tooltip, when given) into ARTIFACTS, and into docs/screenshots when
-    RHYMEFLOW_UPDATE_SCREENSHOTS=1."""
+    RHYMEFLOW_UPDATE_SCREENSHOTS=1; a node outside the window is centred first."""
     box = page.evaluate(NODE_RECT_JS, node_id)
+    view = page.viewport_size
+    if box["x"] < 0 or box["y"] < 0 or box["x"] + box["width"] > view["width"] or box["y"] + box["height"] > view["height"]:
+        page.evaluate("(id) => { const app = window.comfyAPI.app.app; app.canvas.centerOnNode(app.graph.getNodeById(id));"
+                      " app.canvas.setDirty(true, true); }", node_id)
+        page.wait_for_timeout(400)
+        box = page.evaluate(NODE_RECT_JS, node_id)
     if tooltip:
         t = page.eval_on_selector(tooltip, "t => { const r = t.getBoundingClientRect(); return [r.right, r.bottom]; }")
         box["width"] = max(box["width"], t[0] - box["x"])
@@ -722,4 +731,32 @@ def test_inputs_a_choice_ignores_are_hidden_while_it_ignores_them(server):
     assert "target_speedup=" in seen["target"]["query"] and "target_speedup=" not in seen["custom"]["query"], seen
     assert {"warmup", "n_small", "n_large", "target_speedup"} <= set(prompt_inputs), prompt_inputs  # still sent, as before
     assert kf_states == {"semantic": ["manual"], "uniform": ["manual", "threshold"], "manual": ["budget", "threshold"]}, kf_states
+    assert not [m for m in console if m.startswith("pageerror")], console
+
+
+def test_a_cached_rerun_shows_its_realised_map_through_stats(server):
+    """Re-queued unchanged in a fresh page, the prompt comes from ComfyUI's cache: no run, so no event; ComfyUI replays
+    RhymeFlow Stats' ui output, and the widget draws the realised map from it (the same dict as the event)."""
+    workflow = json.loads(WORKFLOW.read_text())
+    sampler_id = next(n["id"] for n in workflow["nodes"] if n["type"] == SAMPLER)
+    sel = f'{CANVAS}[data-node-id="{sampler_id}"]'
+    with _browser_page(server, "cached_console.log") as (page, console):
+        _load_workflow(page, workflow, sampler_id, SAMPLER)
+        first = _finished_run(server, _queue(page))  # a run, or already a cache hit after the tests above
+        page.reload(wait_until="domcontentloaded")
+        page.wait_for_function("(names) => names.every(n => window.comfyAPI?.app?.app?.extensions?.some(e => e.name === n))",
+                               arg=list(EXTENSIONS), timeout=120_000)
+        _load_workflow(page, workflow, sampler_id, SAMPLER)
+        page.keyboard.press("Escape")
+        page.evaluate(RECORD_STATS_EVENTS_JS)
+        second = _finished_run(server, _queue(page))
+        _wait(page, f'{sel}[data-view="realised"]', 60_000)
+        events = page.evaluate("() => window.__rhymeflowStatsEvents")
+        shown = page.eval_on_selector(sel, "c => ({...c.dataset})")
+    assert first["status"]["completed"] and second["status"]["completed"]
+    cached = [m for m in second["status"]["messages"] if m[0] == "execution_cached"]
+    assert cached and str(sampler_id) in cached[0][1]["nodes"], second["status"]["messages"]
+    assert events == [], events
+    record = second["outputs"][str(next(n["id"] for n in workflow["nodes"] if n["type"] == STATS))]["rhymeflow_stats"][0]
+    assert shown["keyframes"] == ",".join(map(str, record["keyframes"])) and int(shown["steps"]) == len(record["roles"][0])
     assert not [m for m in console if m.startswith("pageerror")], console
