@@ -31,8 +31,9 @@ class RhymeFlowAccelerate(io.ComfyNode):
                 io.Model.Input("model", tooltip="A supported video DiT, after ModelSampling and LoRAs."),
                 io.Combo.Input("preset", options=list(DROPIN_PRESETS), default="paper",
                                tooltip="paper: warm up while sigma >= 0.945, strides 2-3; balanced: strides 2-4; fast: warm up "
-                                       "while sigma >= 0.96, strides 3-5; target: paper's warm-up and the shortest strides that "
-                                       "reach target_speedup; custom: the warmup/n_small/n_large inputs. Resolved on the "
+                                       "while sigma >= 0.96, strides 3-5; target: the schedule that reaches target_speedup "
+                                       "(longer strides up to the paper's speed-up, then the paper's strides on fewer passes, "
+                                       "the other steps reusing the last prediction); custom: the warmup/n_small/n_large inputs. Resolved on the "
                                        "sampler's own sigmas.",
                                extra_dict=uses(PRESET_INPUTS)),
                 io.Float.Input("target_speedup", default=DEFAULT_TARGET, min=1.05, max=20.0, step=0.05,
@@ -53,6 +54,9 @@ class RhymeFlowAccelerate(io.ComfyNode):
                                tooltip="Storage dtype of the context cache; auto keeps the model's dtype."),
                 Keyframes.Input("keyframes", optional=True, extra_dict={OVERRIDES: ["strategy", "budget"]},
                                 tooltip="Optional RhymeFlow Keyframes (manual picks, threshold); overrides strategy and budget."),
+                io.Boolean.Input("adaptive", default=False,
+                                 tooltip="Re-choose keyframes at every sync point: the frames whose prediction moved most since "
+                                         "the last full pass (same count, same cost). Measured neutral on the test bed."),
             ],
             outputs=[io.Model.Output(tooltip="The accelerated model; connect it to your sampler (and to RhymeFlow Stats).")],
             hidden=[io.Hidden.unique_id],
@@ -60,7 +64,7 @@ class RhymeFlowAccelerate(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, preset, target_speedup, strategy, budget, context_mode, warmup, n_small, n_large, placement, cache_dtype,
-                keyframes=None) -> io.NodeOutput:
+                keyframes=None, adaptive=False) -> io.NodeOutput:
         glue.check_choices(glue.DROPIN_NODE, {"preset": (preset, DROPIN_PRESETS), "strategy": (strategy, AUTO_STRATEGIES),
                                               "context_mode": (context_mode, CONTEXT_MODES), "placement": (placement, PLACEMENTS),
                                               "cache_dtype": (cache_dtype, CACHE_DTYPES)})
@@ -70,6 +74,7 @@ class RhymeFlowAccelerate(io.ComfyNode):
         hidden = getattr(cls, "hidden", None)
         node_id = getattr(hidden, "unique_id", None) if hidden is not None else None
         dropin = DropinConfig(plan=plan, preset=preset, custom=custom, target_speedup=float(target_speedup), node=glue.DROPIN_NODE,
+                              adaptive=bool(adaptive),
                               node_id=node_id,
                               report=functools.partial(glue.send_stats, node_id))
         return io.NodeOutput(glue.accelerate_model(model, config, dropin))

@@ -279,13 +279,14 @@ def planned_step_map(query: Mapping[str, Any], sigmas_fn: SigmasFn | None = None
         out["error"] = str(exc)
         return out
     exact = plan.strategy not in _DEFERRED
+    adaptive = _bool(query, "adaptive", False)
+    note = "planned map" if exact else f"planned map: {plan.strategy} keyframes are chosen after warm-up; {plan.budget} shown uniformly"
+    if adaptive:  # the later groups' keyframes depend on how the frames drift during the run
+        note += "; adaptive: keyframes are re-chosen at each sync point (shown: the first group's in every group)"
     out.update(step_map.to_dict())
     out.update(
-        keyframes_exact=exact,
-        note=(
-            "planned map" if exact else
-            f"planned map: {plan.strategy} keyframes are chosen after warm-up; {plan.budget} shown uniformly"
-        ),
+        keyframes_exact=exact and not adaptive,
+        note=note,
         preset=preset,
         strategy=plan.strategy,
         schedule=cfg.to_dict(),

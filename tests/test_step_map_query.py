@@ -304,3 +304,19 @@ def test_sigmas_follow_the_graphs_scheduler_denoise_and_step_range():
     assert "denoise=0.0 must lie in 0.01..1" in planned_step_map({**base, "denoise": "0"}, sigmas_fn=sigmas_fn)["error"]
     too_many = planned_step_map({**base, "steps": "1000", "denoise": "0.05"}, sigmas_fn=sigmas_fn)["error"]
     assert too_many == "steps=1000 at denoise=0.05 means 20000 scheduler steps; at most 10000" and len(calls) == 5  # refused before asking the scheduler
+
+
+def test_adaptive_plan_says_its_later_keyframes_are_chosen_during_the_run():
+    fixed = planned_step_map({"preset": "paper", "steps": "30", "frames": "16", "strategy": "uniform", "budget": "4"})
+    adaptive = planned_step_map({"preset": "paper", "steps": "30", "frames": "16", "strategy": "uniform", "budget": "4",
+                                 "adaptive": "true"})
+    assert adaptive["roles"] == fixed["roles"] and adaptive["flop_ideal"] == fixed["flop_ideal"]
+    assert fixed["keyframes_exact"] is True and adaptive["keyframes_exact"] is False
+    assert "re-chosen at each sync point" in adaptive["note"] and "re-chosen" not in fixed["note"]
+
+
+def test_target_plan_shows_reused_steps_when_the_target_needs_fewer_passes():
+    out = planned_step_map({"preset": "target", "target_speedup": "2.5", "steps": "30", "frames": "16",
+                            "strategy": "uniform", "budget": "4"})
+    assert out["error"] is None and out["schedule"]["passes"] > 0
+    assert any(4 in row for row in out["roles"]) and out["flop_ideal"] >= 2.5

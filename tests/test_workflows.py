@@ -173,8 +173,8 @@ def test_our_schemas_are_found():
     assert {"RhymeFlowKeyframes", "RhymeFlowAsyncSampler", "RhymeFlowProjectionPatch", "RhymeFlowStats", "RhymeFlowCompare",
             "RhymeFlowTestbedConditioning", "RhymeFlowTestbedEmptyLatent", "RhymeFlowTestbedDecode"} <= set(ours)
     assert all(k.startswith("RhymeFlow") for k in ours)
-    assert ours["RhymeFlowAsyncSampler"] == ({"keyframes": "RHYMEFLOW_KEYFRAMES"}, ["SAMPLER"], 6)
-    assert ours["RhymeFlowAccelerate"] == ({"model": "MODEL", "keyframes": "RHYMEFLOW_KEYFRAMES"}, ["MODEL"], 10)
+    assert ours["RhymeFlowAsyncSampler"] == ({"keyframes": "RHYMEFLOW_KEYFRAMES"}, ["SAMPLER"], 8)
+    assert ours["RhymeFlowAccelerate"] == ({"model": "MODEL", "keyframes": "RHYMEFLOW_KEYFRAMES"}, ["MODEL"], 11)
     assert ours["RhymeFlowStats"] == ({"model": "MODEL", "latent": "LATENT", "second_model": "MODEL"}, ["LATENT", "STRING"], 0)
 
 

@@ -92,7 +92,7 @@ const DEBOUNCE_MS = 250;
 const MIN_HEIGHT = 320;
 
 /** Sampler widgets sent to the route, and the Keyframes widgets. */
-const SAMPLER_PARAMS = ["preset", "warmup", "n_small", "n_large", "target_speedup"];
+const SAMPLER_PARAMS = ["preset", "warmup", "n_small", "n_large", "target_speedup", "adaptive"];
 const KEYFRAME_PARAMS = ["strategy", "budget", "threshold", "manual", "force_first", "force_last"];
 
 /** @type {Set<StepMapWidget>} */
