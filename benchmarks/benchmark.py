@@ -305,8 +305,12 @@ def main(argv: list[str] | None = None) -> None:
                    rhymeflow(steps, "fast", args.budget, "kv", dims=dims)]
         methods += [rhymeflow(steps, "", args.budget, "kv", dims=dims, target=t) for t in args.targets]
         methods += [rhymeflow(steps, "", args.budget, "kv", dims=dims, target=t, adaptive=True) for t in args.targets[1::2]]
-        if args.asymrnr.exists():
-            sched = ReductionSchedule.load(args.asymrnr)
+        sched = ReductionSchedule.load(args.asymrnr) if args.asymrnr.exists() else None
+        tokens = args.frames * dims.tokens_per_frame
+        if sched is not None and sched.tokens not in (None, tokens):
+            print(f"(the AsymRnR schedule {args.asymrnr.name} was calibrated at {sched.tokens} video tokens, this run has {tokens}: "
+                  "AsymRnR rows skipped; calibrate at this size with python -m rhymeflow_core.testbed.calibrate_asymrnr)")
+        elif sched is not None:
             methods += [asymrnr_only(steps, sched),
                         rhymeflow(steps, "", args.budget, "kv", dims=dims, target=args.targets[-1], asymrnr=sched)]
         else:

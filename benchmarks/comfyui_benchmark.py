@@ -286,7 +286,7 @@ class Bench:
                              dense_start=0.2, cache_steps=0, partition_seed=0).args[0]
 
         def after(_lines):
-            record, _ = self.pack.asym.last_run(model)
+            record = self.pack.asym.last_run(model)
             return {"attention_flops_saved": record["stats"]["flops_saved_fraction"]}
 
         return Method("asymrnr (testbed schedule)", model, self.euler(), self.args.steps, after)

@@ -33,7 +33,7 @@ import torch  # noqa: E402
 
 # The project's code paths, imported here only, so a move in the engine refactor (#11) is a one-line fix.
 from rhymeflow_core.adapters.wan import WanAdapter  # noqa: E402
-from rhymeflow_core.asymrnr import AsymRnRState, ReductionSchedule, dst_partition, make_override, match_tokens  # noqa: E402
+from rhymeflow_core.asymrnr import KEY as ASYMRNR_KEY, AsymRnRState, ReductionSchedule, dst_partition, match_tokens, override  # noqa: E402
 from rhymeflow_core.flow import simple_sigmas  # noqa: E402
 from rhymeflow_core.keyframes import KeyframePlan  # noqa: E402
 from rhymeflow_core.patch import PatchConfig, RhymeFlowHolder, install  # noqa: E402
@@ -317,9 +317,8 @@ class Runner:
         dense = self._time(lambda: sdpa_attention(q, k, v, heads))
         grid_shape = torch.Size((1, 16, c.dims.frames, *c.latent_hw))
         state = AsymRnRState(ReductionSchedule.uniform(1, 1, q=rate, kv=rate))
-        state.begin_call(grid_shape, (1, 2, 2), {})
-        to = {"block_index": 0, "cond_or_uncond": [0]}
-        override = make_override(state)
+        state.begin_call(grid_shape, {})
+        to = {"block_index": 0, "cond_or_uncond": [0], ASYMRNR_KEY: state}
         reduced = self._time(lambda: override(sdpa_attention, q, k, v, heads=heads, transformer_options=to))  # 1st call: matching
         kept = state.stats.kept[(0, 0)]
         cached_ok = state.stats.matchings == 2  # one Q and one K/V matching, then cache hits only

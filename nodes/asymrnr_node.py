@@ -1,21 +1,18 @@
-"""AsymRnR nodes: asymmetric token reduction in Wan self-attention (MODEL -> MODEL), its calibration on the
-user's own model, and what the last run reduced. Installing is ``rhymeflow_core/asymrnr/install.py``.
+"""AsymRnR nodes: asymmetric token reduction in video self-attention (MODEL -> MODEL; Wan, HunyuanVideo, LTX-Video,
+Mochi through their family adapters), its calibration on the user's own model, and what the last run reduced. Installing is ``rhymeflow_core/asymrnr/install.py``.
 
 Calibration in a graph: AsymRnR Calibrate gives a MODEL with a recorder (dense, bit-exact with its input) and
 a calibration handle; sample once with that MODEL and a standard sampler (euler); AsymRnR Schedule, fed the
 handle and the sampler's LATENT (which orders it after sampling), builds the schedule, writes it to ComfyUI's
 output folder and outputs it for AsymRnR Token Reduction (same graph) or a later ``schedule_source=file``.
 
-Shared state (documented behaviour): the AsymRnR state sits in ``transformer_options["asymrnr"]``; the
-attention override is a closure over it, so every copy of the model options (``ModelPatcher.clone()``,
-ComfyUI's per-run copies) shares it (``AsymRnRState.__deepcopy__`` returns ``self``). Each execution of the
-AsymRnR node makes a new state; clones made from its output (LoRA loaders, ModelSamplingSD3, Projection
-Patch, a second guider) share it. That is safe: ComfyUI samples one model at a time, and the OUTER_SAMPLE
-wrapper resets the state (step clock, matching cache, statistics, token grid) before and after every
-sampling run, so no matching or clock survives from one run into another, whichever clone ran. Only
-results are kept, per sampled MODEL object: AsymRnR Stats reports the run of the MODEL it is given, even
-when two clones of one patched model were sampled in one prompt (a MODEL never sampled itself falls back
-to the latest run of any model sharing its state, and says so).
+Where results live (the policy RhymeFlow's holder has too): the AsymRnR state sits in
+``transformer_options["asymrnr"]`` and every clone of the MODEL (``ModelPatcher.clone()``: LoRA loaders,
+ModelSamplingSD3, Projection Patch) gets its own fresh copy with the same schedule; the attention override
+looks the state up in the options of the call. The OUTER_SAMPLE wrapper resets the state before and after
+every sampling run and leaves the run's record on it, so AsymRnR Stats reports the run of exactly the MODEL it
+is given: connect the MODEL that feeds the guider/sampler. The calibration handle is the one shared object: the
+measurement of a run of any clone of AsymRnR Calibrate's MODEL reaches it.
 """
 from __future__ import annotations
 
@@ -23,11 +20,11 @@ import os
 
 from comfy_api.latest import io
 
-from ..rhymeflow_core.asymrnr import AsymRnRState, ReductionSchedule, sources
-from ..rhymeflow_core.asymrnr.install import check_model, install, last_run, measurement_of, state_of
+from ..rhymeflow_core.asymrnr import AsymRnRState, CalibrationSink, ReductionSchedule, sources
+from ..rhymeflow_core.asymrnr.install import check_model, install, last_run, state_of
 from ..rhymeflow_core.asymrnr.matching import DEFAULT_STRIDE
 from ..rhymeflow_core.keyframes import clip_text
-from .common import ADVANCED, Schema
+from .common import ADVANCED, Schema, uses
 from .glue import node_errors
 
 
@@ -38,16 +35,16 @@ NODE = "AsymRnR Token Reduction"
 CALIBRATE_NODE = "AsymRnR Calibrate"
 SCHEDULE_NODE = "AsymRnR Schedule"
 STATS_NODE = "AsymRnR Stats"
-SOURCES = ("uniform", "testbed", "file", "input")
+SOURCES = tuple(sources.SOURCE_INPUTS)  # uniform, testbed, file, input
 
 class Calibration:
-    """The ASYMRNR_CALIBRATION handle: the recording state and how to turn its measurement into a schedule."""
+    """The ASYMRNR_CALIBRATION handle: where the recorded measurement lands, and how to turn it into a schedule."""
 
-    def __init__(self, state: AsymRnRState, build: dict):
-        self.state, self.build = state, build
+    def __init__(self, sink: CalibrationSink, build: dict):
+        self.sink, self.build = sink, build
 
     def measurement(self) -> dict | None:
-        return measurement_of(self.state)
+        return self.sink.measurement
 
 
 def _schedule_roots() -> tuple[str, str]:
@@ -67,18 +64,20 @@ class RhymeFlowAsymRnR(io.ComfyNode):
         return Schema(
             node_id="RhymeFlowAsymRnR",
             display_name=NODE,
-            description="AsymRnR (arXiv 2412.11706): shortens queries and keys/values of Wan's video self-attention "
+            description="AsymRnR (arXiv 2412.11706): shortens queries and keys/values of video self-attention "
+                        "(Wan, HunyuanVideo, LTX-Video, Mochi; text tokens in joint attention are kept) "
                         "separately, per block and step, by dropping the most redundant tokens (matched to stand-ins); "
                         "attention outputs are restored to full length. Only the attention core gets cheaper. Composes "
                         "with RhymeFlow Projection Patch in either order: full passes are reduced, keyframe-only passes "
                         "pass through. Rates 0 are bit-identical to the input model.",
             inputs=[
-                io.Model.Input("model", tooltip="A Wan model (after ModelSamplingSD3/LoRAs; before or after RhymeFlow "
-                                                "Projection Patch)."),
+                io.Model.Input("model", tooltip="A Wan, HunyuanVideo, LTX-Video or Mochi model (after ModelSampling/LoRAs; "
+                                                "before or after RhymeFlow Projection Patch or Accelerate)."),
                 io.Combo.Input("schedule_source", options=list(SOURCES), default="uniform",
                                tooltip="uniform: q_rate/kv_rate in every block after dense_start; testbed: the schedule "
                                        "calibrated on the RhymeFlow test-bed model (4 blocks; that model only); file: "
-                                       "schedule_file; input: the connected schedule (from AsymRnR Schedule)."),
+                                       "schedule_file; input: the connected schedule (from AsymRnR Schedule).",
+                               extra_dict=uses(sources.SOURCE_INPUTS)),
                 io.Float.Input("q_rate", default=0.3, min=0.0, max=0.95, step=0.05,
                                tooltip="uniform only: fraction of queries dropped (their outputs are copied from the "
                                        "matched token). 0 = queries untouched."),
@@ -122,7 +121,11 @@ class RhymeFlowAsymRnR(io.ComfyNode):
         if schedule_source not in SOURCES:
             raise ValueError(f"{NODE}: input 'schedule_source' = {schedule_source!r}; accepted: {', '.join(SOURCES)}")
         with node_errors(NODE):
-            num_blocks = check_model(model)
+            layout = check_model(model)
+        num_blocks = layout.num_blocks
+        origin = f"{NODE}: input 'schedule_source' = {schedule_source!r}"
+        if schedule_source == "file":
+            origin += f" (schedule_file = {clip_text(str(schedule_file).strip(), 120)})"
         try:
             if schedule_source == "uniform":
                 sched = sources.uniform_schedule(num_blocks, q_rate, kv_rate, dense_start, int(cache_steps) or 3)
@@ -139,12 +142,14 @@ class RhymeFlowAsymRnR(io.ComfyNode):
                         raise ValueError("input 'schedule_source' = 'input' but nothing is connected to 'schedule'; connect "
                                          "AsymRnR Schedule's output, or pick another source")
                     loaded = schedule
+                loaded.check_family(layout.family, f"{origin}: the schedule")
                 sources.check_blocks(loaded, num_blocks)
                 sched = sources.with_cache_steps(sources.scaled(loaded, scale), cache_steps)
         except ValueError as exc:
-            raise ValueError(f"{NODE}: {exc}") from None
+            raise ValueError(str(exc) if str(exc).startswith(NODE) else f"{NODE}: {exc}") from None
         with node_errors(NODE):
-            return io.NodeOutput(install(model, AsymRnRState(sched, seed=int(partition_seed))))
+            return io.NodeOutput(install(model, AsymRnRState(sched, seed=int(partition_seed), layout=layout,
+                                                             origin=f"{origin}: the schedule")))
 
 
 class RhymeFlowAsymRnRCalibrate(io.ComfyNode):
@@ -158,7 +163,7 @@ class RhymeFlowAsymRnRCalibrate(io.ComfyNode):
                         "and a standard sampler (euler, your usual steps/resolution), then feed the handle and the LATENT "
                         "to AsymRnR Schedule.",
             inputs=[
-                io.Model.Input("model", tooltip="The Wan model to calibrate (the one you will reduce)."),
+                io.Model.Input("model", tooltip="The model to calibrate (Wan, HunyuanVideo, LTX-Video or Mochi: the one you will reduce)."),
                 io.Float.Input("target", default=0.3, min=0.0, max=0.9, step=0.05,
                                tooltip="Mean self-attention FLOP saving the schedule aims at, over all (block, step) cells."),
                 io.Float.Input("q_cap", default=0.7, min=0.0, max=0.95, step=0.05,
@@ -181,7 +186,8 @@ class RhymeFlowAsymRnRCalibrate(io.ComfyNode):
     @classmethod
     def execute(cls, model, target, q_cap, kv_cap, dense_start, cache_steps, partition_seed) -> io.NodeOutput:
         with node_errors(CALIBRATE_NODE):
-            num_blocks = check_model(model)
+            layout = check_model(model)
+        num_blocks = layout.num_blocks
         try:
             build = {"target": sources.check_fraction("target", target, 1.0, hi_open=True),
                      "q_cap": sources.check_fraction("q_cap", q_cap, sources.MAX_RATE),
@@ -193,10 +199,12 @@ class RhymeFlowAsymRnRCalibrate(io.ComfyNode):
             raise ValueError(f"{CALIBRATE_NODE}: input 'cache_steps' = {cache_steps}; accepted: >= 1")
         from ..rhymeflow_core.asymrnr.calibrate import RedundancyRecorder
 
-        state = AsymRnRState(ReductionSchedule.uniform(num_blocks, 1, dst_stride=DEFAULT_STRIDE), seed=int(partition_seed))
+        state = AsymRnRState(ReductionSchedule.uniform(num_blocks, 1, dst_stride=DEFAULT_STRIDE), seed=int(partition_seed),
+                             layout=layout)
         state.recorder = RedundancyRecorder(num_blocks, 1)  # marks the state as recording; resized per run
+        state.sink = CalibrationSink()
         with node_errors(CALIBRATE_NODE):
-            return io.NodeOutput(install(model, state), Calibration(state, build))
+            return io.NodeOutput(install(model, state), Calibration(state.sink, build))
 
 
 class RhymeFlowAsymRnRSchedule(io.ComfyNode):
@@ -292,13 +300,12 @@ class RhymeFlowAsymRnRStats(io.ComfyNode):
         if state_of(model) is None:
             raise ValueError(f"{STATS_NODE}: input 'model' has no AsymRnR patch; connect the output of AsymRnR Token "
                              "Reduction (or a model made from it) that feeds the guider")
-        record, exact = last_run(model)
+        record = last_run(model)
         if record is None:
-            raise ValueError(f"{STATS_NODE}: input 'model' has not finished a sampling run yet; connect the same MODEL "
-                             "that feeds the guider, and its sampler's LATENT output")
+            raise ValueError(f"{STATS_NODE}: input 'model' has not finished a sampling run; connect the MODEL that feeds "
+                             "the guider or sampler (a node after AsymRnR Token Reduction makes its own copy, and the run "
+                             "is recorded on the copy that was sampled), and its sampler's LATENT output")
         stats = dict(record["stats"])
         summary = sources.stats_text(stats)
-        if not exact:
-            summary += "\n(latest run of a model sharing this AsymRnR patch; this exact MODEL was not sampled)"
         stats["summary"] = summary
         return io.NodeOutput(latent, summary, ui={"text": [summary], "asymrnr_stats": [stats]})

@@ -1,4 +1,6 @@
-"""Custom socket types shared by the RhymeFlow nodes, and where each node is listed and found in the frontend."""
+"""What the RhymeFlow node schemas share: custom socket types, the custom-schedule inputs, which inputs a choice
+hides (``uses``), and where each node is listed and found in the frontend."""
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
 from comfy_api.latest import io
@@ -9,6 +11,30 @@ TESTBED_CATEGORY = f"{CATEGORY}/test bed"  # only for the shipped test-bed model
 ADVANCED = {"advanced": True}  # input option the frontend hides behind "show advanced" (0.8.2 has no kwarg for it)
 
 Keyframes = io.Custom("RHYMEFLOW_KEYFRAMES")
+
+USES = "rhymeflow_uses"  # on a combo input: {option: [inputs that option reads]}; the frontend hides the others
+OVERRIDES = "rhymeflow_overrides"  # on an optional socket: [widget inputs it replaces]; hidden while it is connected
+
+
+def uses(table: Mapping[str, Sequence[str]], **extra) -> dict:
+    """``extra_dict`` of a combo whose options each read only some inputs (a core table such as
+    ``presets.PRESET_INPUTS``). web/rhymeflow_inputs.js hides, while an option is selected, every input another
+    option lists and this one does not; ``Schema`` drops the names a node does not have. The inputs stay in the
+    schema (saved workflows and API prompts are unchanged), so hiding never changes what runs."""
+    return {**extra, USES: {option: list(names) for option, names in table.items()}}
+
+
+def custom_schedule_inputs() -> list:
+    """warmup / n_small / n_large of ``preset = custom``, the same on the Async Sampler and RhymeFlow Accelerate
+    (hidden unless the preset reads them: ``presets.PRESET_INPUTS``)."""
+    return [
+        io.Int.Input("warmup", default=5, min=1, max=1000,
+                     tooltip="preset=custom: full steps on every frame before keyframes are chosen."),
+        io.Int.Input("n_small", default=2, min=1, max=100,
+                     tooltip="preset=custom: stride (steps per sync point) early after warm-up."),
+        io.Int.Input("n_large", default=3, min=1, max=100,
+                     tooltip="preset=custom: stride late in the run (>= n_small)."),
+    ]
 
 _SPEED = ["speed", "speed up", "fast", "accelerate", "acceleration"]
 # node_id -> (category, search aliases). The frontend's node search matches the node id and display name only;
@@ -55,6 +81,11 @@ class Schema(io.Schema):
             self.category = category
         if not self.search_aliases:
             self.search_aliases = list(aliases)
+        names = {i.id for i in self.inputs}
+        for i in self.inputs:  # a shared table may name inputs this node does not have (threshold on Accelerate)
+            rules = (i.extra_dict or {}).get(USES)
+            if rules is not None:
+                i.extra_dict[USES] = {option: [n for n in used if n in names] for option, used in rules.items()}
 
     def get_v1_info(self, cls):
         info = super().get_v1_info(cls)

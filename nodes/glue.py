@@ -12,12 +12,14 @@ from typing import Iterator, Sequence
 
 from ..rhymeflow_core import install
 from ..rhymeflow_core.dropin import DropinConfig, DropinHolder
-from ..rhymeflow_core.engine import resolve_schedule
+from ..rhymeflow_core.engine import resolve_schedule, run_target
 from ..rhymeflow_core.install import holder_of
 from ..rhymeflow_core.keyframes import KeyframePlan
 from ..rhymeflow_core.patch import KEY, PatchConfig, RhymeFlowHolder
+from ..rhymeflow_core.presets import DEFAULT_TARGET, TARGET
 from ..rhymeflow_core.sampler import sample_rhymeflow
 from ..rhymeflow_core.schedule import ScheduleConfig
+from ..rhymeflow_core.stats import ui_record
 
 log = logging.getLogger("rhymeflow")
 
@@ -79,8 +81,10 @@ def accelerate_model(model, config: PatchConfig, dropin: DropinConfig):
 
 def sample_rhymeflow_node(model, x, sigmas, extra_args=None, callback=None, disable=None, *, plan: KeyframePlan,
                           preset: str = "paper", warmup: int = 5, n_small: int = 2, n_large: int = 3,
-                          keyframe_solver: str = "euler", projection: str = "linear", node_id: str | None = None):
-    """KSAMPLER function of the Async Sampler node: resolve the preset on this run's sigmas, run, report."""
+                          keyframe_solver: str = "euler", projection: str = "linear", node_id: str | None = None,
+                          target_speedup: float = DEFAULT_TARGET, adaptive: bool = False):
+    """KSAMPLER function of the Async Sampler node: resolve the preset on this run's sigmas (``target``: priced on this
+    model at this latent, ``engine.run_target``), run, report."""
     extra_args = {} if extra_args is None else extra_args
     to = extra_args.get("model_options", {}).get("transformer_options", {})
     if "easycache" in to:  # EasyCache/LazyCache cache whole-latent outputs; keyframe-only passes change the shape
@@ -90,15 +94,23 @@ def sample_rhymeflow_node(model, x, sigmas, extra_args=None, callback=None, disa
     holder = to.get(KEY)
     family = holder.adapter.family if isinstance(holder, RhymeFlowHolder) else "wan"  # no patch: the sampler refuses below
     custom = ScheduleConfig(warmup=int(warmup), n_small=int(n_small), n_large=int(n_large))
+    guider = getattr(model, "inner_model", None)  # KSAMPLER hands its function the guider's wrapped model
     with node_errors(SAMPLER_NODE):
-        schedule = resolve_schedule(preset, sigmas.tolist(), family, custom)
+        target = None
+        if preset == TARGET:
+            if not isinstance(holder, RhymeFlowHolder) or guider is None:
+                raise ValueError("preset=target needs a MODEL from RhymeFlow Projection Patch (it prices the target on that model)")
+            target = run_target(holder, guider, x, float(target_speedup), plan.keyframe_count())
+        schedule = resolve_schedule(preset, sigmas.tolist(), family, custom, target)
     if x.ndim == 5 and x.shape[2] >= 3:
         with node_errors(f"{KEYFRAMES_NODE} (used by {SAMPLER_NODE})"):
             plan.validate(x.shape[2])
-    settings = {"entry": "async", "node": node_id, "preset": preset, "strategy": plan.strategy}
+    settings = {"entry": "async", "node": node_id, "preset": preset, "strategy": plan.strategy,
+                "target_speedup": float(target_speedup) if preset == TARGET else None}
     with node_errors(SAMPLER_NODE):
         out = sample_rhymeflow(model, x, sigmas, extra_args, callback, disable, plan=plan, schedule=schedule,
-                               keyframe_solver=keyframe_solver, projection=projection, settings=settings)
+                               keyframe_solver=keyframe_solver, projection=projection, settings=settings,
+                               adaptive=bool(adaptive))
     send_stats(node_id, holder.last_result.to_dict())  # sample_rhymeflow refused a MODEL without the holder
     return out
 
@@ -108,7 +120,8 @@ sample_rhymeflow_node.rhymeflow_async = True
 
 
 def send_stats(node_id, stats: dict) -> None:
-    """``rhymeflow.stats`` websocket message to the client that queued the prompt (no-op without a server)."""
+    """``rhymeflow.stats`` websocket message (``stats.ui_record``, the widget's only source of realised maps) to the
+    client that queued the prompt, addressed to widget node ``node_id`` (no-op without a server)."""
     try:
         from server import PromptServer
     except Exception:  # noqa: BLE001 - no server (tests, scripts)
@@ -117,6 +130,6 @@ def send_stats(node_id, stats: dict) -> None:
     if server is None:
         return
     try:
-        server.send_sync(STATS_EVENT, {**stats, "node": node_id}, server.client_id)
+        server.send_sync(STATS_EVENT, {**ui_record(stats), "node": node_id}, server.client_id)
     except Exception as exc:  # noqa: BLE001 - a UI message must never fail a finished run
         log.warning("RhymeFlow: could not send stats to the UI: %s", exc)

@@ -1,8 +1,8 @@
 """RhymeFlow Keyframes: how keyframes are chosen once the frame count is known (a ``KeyframePlan``)."""
 from comfy_api.latest import io
 
-from ..rhymeflow_core.keyframes import MAX_FRAMES, STRATEGIES, KeyframePlan, clip_text, parse_frame_list
-from .common import ADVANCED, Keyframes, Schema
+from ..rhymeflow_core.keyframes import MAX_FRAMES, STRATEGIES, STRATEGY_INPUTS, KeyframePlan, clip_text, parse_frame_list
+from .common import ADVANCED, Keyframes, Schema, uses
 
 NODE = "RhymeFlow Keyframes"
 
@@ -19,7 +19,8 @@ class RhymeFlowKeyframes(io.ComfyNode):
                 io.Combo.Input("strategy", options=list(STRATEGIES), default="semantic",
                                tooltip="semantic: a new keyframe where a frame stops resembling the last keyframe (authors' rule); "
                                        "dynamic: the paper's Alg. 1 with an adaptive threshold; uniform: evenly spaced; "
-                                       "manual: the indices typed below."),
+                                       "manual: the indices typed below.",
+                               extra_dict=uses(STRATEGY_INPUTS)),
                 io.Int.Input("budget", default=4, min=1, max=256,
                              tooltip="Number of keyframes in latent frames, forced first/last included; must be smaller than the "
                                      "number of latent frames. Ignored by manual."),

@@ -2,7 +2,8 @@
 
 The answer is ``rhymeflow_core.step_map_query.planned_step_map`` as JSON: the planned frames x steps
 role map from the sampler's own ``build_step_map``, the FLOP-ideal speed-up, and an ``error`` string
-(HTTP 400) when the settings are invalid, which the widget shows in place of the map.
+(HTTP 400) when the settings are invalid, which the widget shows in place of the map. Inside ComfyUI the
+scheduler's sigmas and the model file's dims come from ComfyUI itself (``plan_inputs.py``).
 
 Importing this module never requires ComfyUI: ``register_routes()`` returns False when ComfyUI's
 ``server.PromptServer`` (or its aiohttp) is not there, and the pure logic lives in the core.
@@ -26,7 +27,9 @@ async def handle_step_map(request):
     """aiohttp handler: the query string in, the planned step map (or its error) out."""
     from aiohttp import web
 
-    body = planned_step_map(dict(request.query))
+    from .plan_inputs import comfy_sigmas, model_file_dims  # imports ComfyUI: only ever called inside it
+
+    body = planned_step_map(dict(request.query), sigmas_fn=comfy_sigmas, dims_fn=model_file_dims)
     return web.json_response(body, status=400 if body.get("error") else 200)
 
 

@@ -1,11 +1,14 @@
 """RhymeFlow Async Sampler: a SAMPLER for SamplerCustomAdvanced / SamplerCustom."""
 from comfy_api.latest import io
 
-from ..rhymeflow_core.presets import MIN_STEPS, PRESETS
+from ..rhymeflow_core.presets import DEFAULT_TARGET, MIN_STEPS, PRESET_INPUTS, PRESETS, TARGET
 from ..rhymeflow_core.projection import PROJECTIONS
 from ..rhymeflow_core.sampler import SOLVERS
 from . import glue
-from .common import ADVANCED, Keyframes, Schema
+from .common import Keyframes, Schema, custom_schedule_inputs, uses
+
+
+SAMPLER_PRESETS = PRESETS + (TARGET,)
 
 
 class RhymeFlowAsyncSampler(io.ComfyNode):
@@ -20,32 +23,36 @@ class RhymeFlowAsyncSampler(io.ComfyNode):
                         "(SplitSigmas); the low-noise run starts with one sync pass and RhymeFlow Stats joins both step maps.",
             inputs=[
                 Keyframes.Input("keyframes", tooltip="From RhymeFlow Keyframes."),
-                io.Combo.Input("preset", options=list(PRESETS), default="paper",
+                io.Combo.Input("preset", options=list(SAMPLER_PRESETS), default="paper",
                                tooltip="paper: warm up while sigma >= 0.945 (the paper's 8 of 50 steps at shift 3), strides 2-3; "
                                        "balanced: strides 2-4; fast: warm up while sigma >= 0.96, strides 3-5; custom: the "
-                                       "warmup/n_small/n_large inputs below. Presets are resolved on the run's sigmas."),
-                io.Int.Input("warmup", default=5, min=1, max=1000, extra_dict=ADVANCED,
-                             tooltip="preset=custom only: full steps on every frame before keyframes are chosen."),
-                io.Int.Input("n_small", default=2, min=1, max=100, extra_dict=ADVANCED,
-                             tooltip="preset=custom only: stride (steps per sync point) early after warm-up."),
-                io.Int.Input("n_large", default=3, min=1, max=100, extra_dict=ADVANCED,
-                             tooltip="preset=custom only: stride late in the run (>= n_small)."),
+                                       "warmup/n_small/n_large inputs below; target: the schedule that reaches target_speedup "
+                                       "(longer strides, then fewer passes). Presets are resolved on the run's sigmas.",
+                               extra_dict=uses(PRESET_INPUTS)),
+                *custom_schedule_inputs(),
                 io.Combo.Input("keyframe_solver", options=list(SOLVERS), default="euler",
                                tooltip="ODE step for keyframes: euler (as ComfyUI's euler) or ab2 (Adams-Bashforth 2)."),
-                io.Combo.Input("projection", options=list(PROJECTIONS), default="quadratic",
+                io.Combo.Input("projection", options=list(PROJECTIONS), default="linear",
                                tooltip="How skipped frames move between sync points: linear (the paper's Eq. 3, Euler with the "
-                                       "sync-point velocity) or quadratic (ours: adds the curvature seen between the last two "
-                                       "sync points; same cost, about +2 dB PSNR on the test-bed benchmark)."),
+                                       "sync-point velocity) or quadratic (adds the curvature seen between the last two sync "
+                                       "points; same cost). On the v2 test bed linear measured 1.1-1.3 dB better (README)."),
+                io.Float.Input("target_speedup", default=DEFAULT_TARGET, min=1.05, max=20.0, step=0.05,
+                               tooltip="preset=target only: the FLOP-ideal speed-up to reach, priced on this model at this "
+                                       "latent size; the run's Stats shows the realised figure beside it."),
+                io.Boolean.Input("adaptive", default=False,
+                                 tooltip="Re-choose keyframes at every sync point: the frames whose prediction moved most since "
+                                         "the last full pass (same count, same cost). Measured neutral on the test bed."),
             ],
             outputs=[io.Sampler.Output(tooltip="Connect to SamplerCustomAdvanced's sampler input.")],
             hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
-    def execute(cls, keyframes, preset, warmup, n_small, n_large, keyframe_solver, projection) -> io.NodeOutput:
+    def execute(cls, keyframes, preset, warmup, n_small, n_large, keyframe_solver, projection, target_speedup=DEFAULT_TARGET,
+                adaptive=False) -> io.NodeOutput:
         import comfy.samplers
 
-        glue.check_choices(glue.SAMPLER_NODE, {"preset": (preset, PRESETS), "keyframe_solver": (keyframe_solver, SOLVERS),
+        glue.check_choices(glue.SAMPLER_NODE, {"preset": (preset, SAMPLER_PRESETS), "keyframe_solver": (keyframe_solver, SOLVERS),
                                                "projection": (projection, PROJECTIONS)})
         if preset == "custom":
             glue.check_strides(glue.SAMPLER_NODE, warmup, n_small, n_large)
@@ -54,5 +61,6 @@ class RhymeFlowAsyncSampler(io.ComfyNode):
         sampler = comfy.samplers.KSAMPLER(glue.sample_rhymeflow_node, extra_options={
             "plan": keyframes, "preset": preset, "warmup": int(warmup), "n_small": int(n_small), "n_large": int(n_large),
             "keyframe_solver": keyframe_solver, "projection": projection, "node_id": node_id,
+            "target_speedup": float(target_speedup), "adaptive": bool(adaptive),
         })
         return io.NodeOutput(sampler)

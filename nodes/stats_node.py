@@ -1,7 +1,7 @@
 """RhymeFlow Stats: what the last RhymeFlow run on a patched MODEL computed, skipped and cost."""
 from comfy_api.latest import io
 
-from ..rhymeflow_core.stats import RunResult, join_expert_results, summary_text
+from ..rhymeflow_core.stats import RunResult, join_expert_results, ui_record
 from . import glue
 from .common import Schema
 
@@ -35,12 +35,14 @@ class RhymeFlowStats(io.ComfyNode):
         first = _last_result(model, "model")
         if second_model is not None:
             with glue.node_errors(NODE):
-                stats = join_expert_results(first, _last_result(second_model, "second_model"))
+                stats = ui_record(join_expert_results(first, _last_result(second_model, "second_model")))
+            # each expert's run sent its own map; the joined one goes to the first expert's widget the same way
+            glue.send_stats(first.settings.get("node"), stats)
         else:
-            stats = first.to_dict()
-        summary = summary_text(stats)
-        stats["summary"] = summary
+            stats = ui_record(first.to_dict())  # the run itself already sent this dict to its widget
+        summary = stats["summary"]
         # "text" is what web/rhymeflow_text_output.js shows on the node: the headline first, then the full summary.
+        # "rhymeflow_stats": the same dict as the run's event; ComfyUI replays it for cached re-runs and keeps it in /history.
         return io.NodeOutput(latent, summary, ui={"text": [f"{headline(stats)}\n\n{summary}"], "rhymeflow_stats": [stats]})
 
 

@@ -22,6 +22,11 @@ import torch
 import torch.nn.functional as F
 
 STRATEGIES = ("semantic", "dynamic", "uniform", "manual")
+# The node inputs each strategy reads besides force_first/force_last (the nodes hide the others: see
+# presets.PRESET_INPUTS).
+STRATEGY_INPUTS: dict[str, tuple[str, ...]] = {
+    "semantic": ("budget", "threshold"), "dynamic": ("budget", "threshold"), "uniform": ("budget",), "manual": ("manual",),
+}
 
 # Alg. 1 leaves its constants open. One hundredth of cosine is a gentle nudge next to the 0.98
 # default; a slack of one frame either side of the ideal spacing ignores off-by-one gaps.

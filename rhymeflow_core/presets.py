@@ -30,6 +30,15 @@ MIN_STEPS = 10  # a run that starts from pure noise needs this many steps for sk
 MIN_SKIPPABLE = 4  # steps after warm-up; below this there is nothing to skip
 TOP_SIGMA = 0.99  # a run starting at or above this sigma starts from noise (else: a later segment, e.g. a second expert)
 
+# The node inputs each preset reads (besides the run's sigmas). The nodes hide the others while that preset is
+# selected (nodes/common.uses, web/input_rules.js), so a new preset or mode is one row here; every entry of
+# PRESETS and TARGET needs a row (tests/test_presets.py).
+PRESET_INPUTS: dict[str, tuple[str, ...]] = {
+    "paper": (), "balanced": (), "fast": (),
+    "custom": ("warmup", "n_small", "n_large"),
+    TARGET: ("target_speedup",),
+}
+
 # name -> (sigma_warm, n_small, n_large). paper: Tw 8/50 at shift 3, strides 2-3 (Sec. 4.1); balanced: strides
 # 2-4; fast: warm-up ends one step earlier at 30-50 steps (Tw 4/30, 6/50), strides 3-5 (the authors' code default).
 _WAN = {"paper": (0.945, 2, 3), "balanced": (0.945, 2, 4), "fast": (0.96, 3, 5)}

@@ -1,9 +1,13 @@
 """What a finished RhymeFlow run reports: one typed ``RunResult``, the two-expert join, the text summary.
 
 Why typed: both entry points (the Async Sampler and the drop-in MODEL node) finish through the same
-engine, and the UI, the Stats node, the benchmarks and the tests read the same fields. ``to_dict()`` is
-the one JSON shape the step-map widget gets, by the Stats node's ``ui`` output or the ``rhymeflow.stats``
-websocket event (same dict either way).
+engine, and the UI, the Stats node, the benchmarks and the tests read the same fields.
+
+One shape, two channels, each needed: ``ui_record`` (``to_dict()`` or ``join_expert_results`` plus the text
+summary) reaches the step-map widget by the ``rhymeflow.stats`` websocket event, which the run sends (so a graph
+without RhymeFlow Stats shows its realised map; Stats sends the two-expert join the same way), and by RhymeFlow
+Stats' ``ui`` output, the identical dict, which is what ComfyUI replays when a re-queued prompt comes from its cache
+(no run, no event) and what ``/history`` keeps for API clients. Both carry the widget node's id.
 """
 from __future__ import annotations
 
@@ -163,6 +167,12 @@ def join_expert_results(first: RunResult, second: RunResult) -> dict:
     else:
         out["flop_speedup"] = None
     return out
+
+
+def ui_record(stats: dict) -> dict:
+    """The one JSON shape a finished run reaches the UI and ``/history`` in: ``stats`` (a ``RunResult.to_dict()`` or a
+    ``join_expert_results`` dict) with its text summary."""
+    return {**stats, "summary": summary_text(stats)}
 
 
 def _bytes(n: float) -> str:

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from rhymeflow_core.asymrnr import (
-    AsymRnRState, Match, ReductionSchedule, dst_partition, install, kept_sources, make_override, match_tokens,
-    nearest_dst, plan_reduction, reduce_tokens, restore_tokens,
+    KEY, AsymRnRState, Match, ReductionSchedule, TokenLayout, dst_partition, install, kept_sources, match_tokens,
+    nearest_dst, override, plan_reduction, reduce_tokens, restore_tokens,
 )
 from rhymeflow_core.asymrnr.calibrate import build_schedule
 from rhymeflow_core.testbed.calibrate_asymrnr import calibrate_testbed
@@ -36,6 +36,13 @@ def qkv(b=2, n=N, dtype=torch.float32, seed=0):
 
 def opts(block=0, **kw):
     return {"block_index": block, **kw}
+
+
+def make_override(state):
+    """The override as ComfyUI's ``wrap_attn`` calls it for a MODEL carrying ``state`` in its transformer_options."""
+    def call(func, q, k, v, *args, transformer_options=None, **kw):
+        return override(func, q, k, v, *args, transformer_options={**(transformer_options or {}), KEY: state}, **kw)
+    return call
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +213,7 @@ def test_matching_reused_for_cache_steps_counted_by_sigma():
 
     def dit_call(sigma, branch):
         to = opts(sigmas=torch.tensor([sigma]), cond_or_uncond=branch)
-        state.begin_call(shape, (1, 2, 2), to)
+        state.begin_call(shape, to)
         override(sdpa_attention, q if len(branch) == 2 else q[:1], k if len(branch) == 2 else k[:1],
                  v if len(branch) == 2 else v[:1], heads=HEADS, transformer_options=to)
 
@@ -224,7 +231,7 @@ def test_matching_reused_for_cache_steps_counted_by_sigma():
     q, k, v = (t[:, :32] for t in (q, k, v))
     override(sdpa_attention, q, k, v, heads=HEADS, transformer_options=opts(cond_or_uncond=[0, 1]))
     assert state.stats.matchings == 10
-    state.begin_call(shape, (1, 2, 2), opts(sigmas=torch.tensor([1.0])))  # sigma went up: a new run
+    state.begin_call(shape, opts(sigmas=torch.tensor([1.0])))  # sigma went up: a new run
     assert state.clock.step == 0 and len(state.cache) == 0 and state.stats.matchings == 0
 
 
@@ -233,17 +240,23 @@ def test_step_from_sample_sigmas_survives_skipped_calls():
     ss = torch.tensor([1.0, 0.8, 0.6, 0.4, 0.0])
     steps = []
     for sigma in (1.0, 0.6, 0.5, 0.4):  # step 1 skipped (e.g. by a step cache); 0.5: a solver midpoint of step 2
-        state.begin_call(torch.Size([1, 16, 2, 8, 12]), (1, 2, 2), {"sigmas": torch.tensor([sigma]), "sample_sigmas": ss})
+        state.begin_call(torch.Size([1, 16, 2, 8, 12]), {"sigmas": torch.tensor([sigma]), "sample_sigmas": ss})
         steps.append(state.clock.step)
     assert steps == [0, 2, 2, 3] and state.clock.total == 4
 
 
-def test_state_survives_deepcopy():
+def test_a_deep_copy_is_a_fresh_state_with_the_same_settings():
+    """ModelPatcher.clone() deep-copies model_options: the clone gets its own run state and result (the holder policy)."""
     import copy
 
-    state = make_state()
-    to = install({}, state)
-    assert copy.deepcopy(to)["asymrnr"] is state
+    state = make_state(q=0.5, seed=7)
+    state.last_result = {"stats": {}}
+    state.stats.matchings = 3
+    to = install({"optimized_attention_override": print}, state)
+    fresh = copy.deepcopy(to)["asymrnr"]
+    assert fresh is not state and fresh.schedule is state.schedule and fresh.seed == 7 and fresh.layout is state.layout
+    assert fresh.previous_override is print and fresh.last_result is None and fresh.stats.matchings == 0
+    assert copy.copy(state) is state  # ComfyUI's per-call shallow dict copies keep the instance
 
 
 # ---------------------------------------------------------------- schedule
@@ -273,11 +286,14 @@ def test_block_outside_schedule_is_an_error():
 # ---------------------------------------------------------------- on the test-bed model
 
 def _forward(model, to, frames=2, seed=0):
+    """One CFG-batched ``apply_model`` call (wrappers included, as ComfyUI's BaseModel runs them)."""
+    from rhymeflow_core.testbed.denoiser import TestbedDenoiser
+
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(2, 16, frames, 8, 12, generator=g)
     ctx = torch.randn(2, 8, 4096, generator=g)
     to = dict(to, sigmas=torch.tensor([0.9]), cond_or_uncond=[0, 1])
-    return model(x, torch.full((2,), 900.0), ctx, transformer_options=to)
+    return TestbedDenoiser(model, 0).apply_model(x, torch.full((2,), 0.9), None, ctx, None, to)
 
 
 def test_override_end_to_end_on_the_model(model):
@@ -289,6 +305,7 @@ def test_override_end_to_end_on_the_model(model):
         return func(q, k, v, *args, **kwargs)
 
     zero = make_state(blocks=2)
+    zero.grid = None  # recorded by the APPLY_MODEL wrapper
     assert torch.equal(_forward(model, install({"optimized_attention_override": spy}, zero)), plain)
     assert zero.grid == GRID and sorted(set(seen)) == [(48, 8), (48, 48)]
     seen.clear()
@@ -539,3 +556,58 @@ def test_stats_and_schedule_texts():
     sched_text = sources.schedule_text(ReductionSchedule.uniform(2, 4, q=0.5), "asymrnr/s_00001_.json")
     assert "2 blocks x 4 steps" in sched_text and "mean rate q 0.500, kv 0.000" in sched_text
     assert "FLOPs left 50.0%" in sched_text and sched_text.endswith("written to asymrnr/s_00001_.json")
+
+
+# ---------------------------------------------------------------- joint [video; text] attention (HunyuanVideo, Mochi layouts)
+
+def test_joint_layout_reduces_video_rows_only_and_follows_the_key_mask():
+    """``skip_reshape`` q/k/v ``[B, H, L, d]`` with 6 text rows after the 48 video rows, a per-key padding mask and no
+    block index (blocks counted per call): text rows and their mask entries reach attention whole and in place."""
+    layout = TokenLayout("joint", joint_text=True, block_of=None)
+    state = make_state(q=0.5, kv=0.5, blocks=2, layout=layout)
+    g = torch.Generator().manual_seed(0)
+    text = 6
+    q, k, v = (torch.randn(2, HEADS, N + text, D, generator=g) for _ in range(3))
+    mask = torch.zeros(1, 1, N + text)
+    mask[..., -2:] = -1e4  # two padded text keys
+    seen = []
+
+    def func(q_, k_, v_, heads, mask=None, skip_reshape=False, **kw):
+        seen.append((q_, k_, v_, mask))
+        out = torch.nn.functional.scaled_dot_product_attention(q_, k_, v_, attn_mask=mask)
+        return out.transpose(1, 2).reshape(q_.shape[0], -1, heads * D)
+
+    run = make_override(state)
+    outs = [run(func, q, k, v, HEADS, mask=mask, skip_reshape=True, transformer_options={"cond_or_uncond": [0, 1]})
+            for _ in range(2)]
+    assert set(state.stats.kept) == {(0, 0), (1, 0)}  # two calls: blocks 0 and 1 by count
+    q2, k2, v2, m2 = seen[0]
+    keep = N // 2
+    assert q2.shape == k2.shape == v2.shape == (2, HEADS, keep + text, D)
+    for got, ref in ((q2, q), (k2, k), (v2, v)):
+        assert torch.equal(got[:, :, keep:], ref[:, :, N:])  # text rows untouched, in place
+        rows = got[:, :, :keep].unsqueeze(3) == ref[:, :, :N].unsqueeze(2)  # each kept row is a video row
+        assert rows.all(-1).any(-1).all()
+    assert m2.shape == (2, HEADS, 1, keep + text) and torch.equal(m2[..., keep:], mask[..., N:].expand(2, HEADS, 1, text))
+    assert (m2[..., :keep] == 0).all()
+    assert outs[0].shape == (2, N + text, HEADS * D)
+    dense = func(q, k, v, HEADS, mask=mask)
+    assert not torch.equal(outs[0][:, :N], dense[:, :N])
+    zero = make_state(blocks=2, layout=layout)
+    assert torch.equal(make_override(zero)(func, q, k, v, HEADS, mask=mask, skip_reshape=True, transformer_options={}), dense)
+
+
+def test_joint_layout_passes_through_masks_that_depend_on_the_query():
+    layout = TokenLayout("joint", joint_text=True, block_of=None)
+    state = make_state(q=0.5, kv=0.5, layout=layout)
+    q, k, v = (torch.randn(1, HEADS, N + 4, D) for _ in range(3))
+    full = torch.zeros(1, 1, N + 4, N + 4)  # a text refiner's [L, L] mask
+    got = make_override(state)(lambda q_, k_, v_, heads, **kw: q_, q, k, v, HEADS, mask=full, skip_reshape=True,
+                               transformer_options={})
+    assert got is q and not state.stats.kept
+
+
+def test_installing_twice_replaces_instead_of_chaining_to_itself():
+    first, second = make_state(q=0.5), make_state(q=0.25)
+    to = install(install({"optimized_attention_override": print}, first), second)
+    assert to["asymrnr"] is second and second.previous_override is print

@@ -70,3 +70,16 @@ def test_target_takes_the_shortest_strides_that_reach_it():
         target_schedule(50, sig, "wan", dims, 4, True)
     with pytest.raises(ValueError, match=r"target_speedup=19 is out of reach at 30 steps with 4 keyframes: the most is"):
         target_schedule(19, sig, "wan", dims, 4, True)
+
+
+def test_every_choice_declares_the_inputs_it_reads():
+    """The nodes hide what a preset, strategy or schedule source ignores from these tables (nodes/common.uses):
+    a choice without a row would hide every input another choice reads."""
+    from rhymeflow_core.asymrnr.sources import SOURCE_INPUTS
+    from rhymeflow_core.keyframes import STRATEGIES, STRATEGY_INPUTS
+    from rhymeflow_core.presets import PRESET_INPUTS, PRESETS, TARGET
+
+    assert set(PRESET_INPUTS) == set(PRESETS) | {TARGET}
+    assert set(STRATEGY_INPUTS) == set(STRATEGIES)
+    assert set(SOURCE_INPUTS) == {"uniform", "testbed", "file", "input"}
+    assert PRESET_INPUTS["custom"] == ("warmup", "n_small", "n_large") and PRESET_INPUTS["paper"] == ()

@@ -20,7 +20,7 @@ import pytest
 from rhymeflow_core.keyframes import parse_frame_list
 from rhymeflow_core.flow import simple_sigmas
 from rhymeflow_core.presets import preset_schedule
-from rhymeflow_core.flops import WAN_DIMS, flop_ideal_speedup
+from rhymeflow_core.flops import WAN_DIMS, ModelDims, flop_ideal_speedup
 from rhymeflow_core.schedule import ROLE_LEGEND, ScheduleConfig, build_step_map
 from rhymeflow_core.step_map_query import planned_step_map
 
@@ -54,8 +54,12 @@ def test_custom_manual_plan_equals_build_step_map_and_flop_ideal():
     sm = build_step_map(13, 40, cfg, [0, 3, 6, 7, 8])
     assert _step_map_keys(out) == sm.to_dict()
     dims = dataclasses.replace(WAN_DIMS["wan2.1-1.3b-480p"], frames=13)
-    assert out["flop_ideal"] == pytest.approx(flop_ideal_speedup(sm, dims), abs=1e-4)
-    assert out["flop_ideal"] > 1.0
+    # priced as the run prices it: the default context mode kv does not re-project non-keyframe K/V
+    assert out["flop_ideal"] == pytest.approx(flop_ideal_speedup(sm, dims, kv_cached=True), abs=1e-4)
+    hidden = planned_step_map({**q, "context_mode": "hidden"})
+    assert hidden["flop_ideal"] == pytest.approx(flop_ideal_speedup(sm, dims, kv_cached=False), abs=1e-4)
+    assert 1.0 < hidden["flop_ideal"] < out["flop_ideal"] and hidden["context_mode"] == "hidden"
+    assert "context_mode='x' is not known; accepted: hidden, kv" in planned_step_map({**q, "context_mode": "x"})["error"]
     assert out["full_passes"] == sm.full_passes() and out["keyframe_passes"] == sm.keyframe_passes()
     assert out["schedule"] == cfg.to_dict()
 
@@ -229,3 +233,90 @@ def test_target_preset_plans_the_strides_a_run_would_take():
     expected = target_schedule(1.5, simple_sigmas(30, 8.0).tolist(), "wan", dims, 4, True)
     assert out["schedule"] == expected.to_dict()
     assert "out of reach" in planned_step_map({"preset": "target", "target_speedup": "19"})["error"]
+
+
+TESTBED_DIMS = ModelDims("WanModel", layers=2, dim=512, ffn_dim=640, tokens_per_frame=64, frames=16, text_tokens=8)
+
+
+def test_flop_ideal_is_priced_on_the_dims_the_graph_names():
+    """With a model file in the graph, ``dims_fn`` (ComfyUI's, in nodes/routes.py) reads its real dims at the graph's
+    latent grid; the plan is priced on them and says so. Without one, or when it cannot be read, the assumed Wan dims
+    price it and the answer says why."""
+    seen = []
+
+    def dims_fn(loader, name, grid, text):
+        seen.append((loader, name, grid, text))
+        if name == "broken.safetensors":
+            raise ValueError("cannot read broken.safetensors")
+        return dataclasses.replace(TESTBED_DIMS, frames=grid[0], text_tokens=text), "wan", f"WanModel from {name}"
+
+    q = {"steps": "30", "frames": "16", "strategy": "uniform", "budget": "4", "model_loader": "UNETLoader",
+         "model_file": "testbed_wan.safetensors", "latent_h": "16", "latent_w": "16", "text_tokens": "8"}
+    out = planned_step_map(q, dims_fn=dims_fn)
+    assert out["error"] is None and out["flop_dims_real"] is True and out["flop_model"] == "WanModel from testbed_wan.safetensors"
+    assert seen == [("UNETLoader", "testbed_wan.safetensors", (16, 16, 16), 8)]
+    sm = build_step_map(16, 30, preset_schedule("paper", simple_sigmas(30, 3.0)), out["keyframes"])
+    assert out["flop_ideal"] == pytest.approx(flop_ideal_speedup(sm, TESTBED_DIMS, kv_cached=True), abs=1e-4)
+    assumed = planned_step_map({k: v for k, v in q.items() if not k.startswith("model_")}, dims_fn=dims_fn)
+    assert assumed["flop_dims_real"] is False and assumed["flop_model"].startswith("wan2.1-1.3b-480p (assumed: no model loader")
+    assert assumed["flop_ideal"] != out["flop_ideal"]  # the 1.3B's dims price the same map differently
+    broken = planned_step_map({**q, "model_file": "broken.safetensors"}, dims_fn=dims_fn)
+    assert broken["error"] is None and broken["flop_model"] == "wan2.1-1.3b-480p (assumed: cannot read broken.safetensors)"
+    outside = planned_step_map(q)  # no dims_fn: outside ComfyUI
+    assert outside["flop_model"] == "wan2.1-1.3b-480p (assumed: model files are read only inside ComfyUI)"
+
+
+def test_target_preset_is_resolved_on_the_real_dims_and_context_mode():
+    """The target preset picks its strides on the dims and context mode the run will price them on."""
+    from rhymeflow_core.presets import target_schedule
+
+    q = {"preset": "target", "target_speedup": "1.5", "steps": "30", "frames": "16", "strategy": "uniform", "budget": "4",
+         "model_loader": "UNETLoader", "model_file": "t.safetensors", "context_mode": "hidden"}
+    out = planned_step_map(q, dims_fn=lambda *a: (TESTBED_DIMS, "wan", "testbed"))
+    expected = target_schedule(1.5, simple_sigmas(30, 3.0).tolist(), "wan", TESTBED_DIMS, 4, False)
+    assert out["error"] is None and out["schedule"] == expected.to_dict() and out["flop_ideal"] >= 1.5
+
+
+def test_sigmas_follow_the_graphs_scheduler_denoise_and_step_range():
+    """The scheduler's sigmas come from ``sigmas_fn`` (ComfyUI's calculate_sigmas inside ComfyUI) over
+    ``steps / denoise`` steps, cut as KSampler and KSamplerAdvanced cut them; the map covers the steps this
+    sampler runs (a Wan 2.2 expert's slice), and a slice that does not start from noise warms up with one pass."""
+    calls = []
+
+    def sigmas_fn(scheduler, steps, shift):
+        calls.append((scheduler, steps, shift))
+        return simple_sigmas(steps, shift).tolist()
+
+    base = {"steps": "30", "shift": "8", "frames": "21", "strategy": "uniform", "budget": "4", "scheduler": "beta"}
+    full = planned_step_map(base, sigmas_fn=sigmas_fn)
+    assert calls == [("beta", 30, 8.0)] and full["steps"] == 30 and "beta scheduler, shift 8, 30 steps" == full["sigmas_from"]
+    half = planned_step_map({**base, "denoise": "0.5", "steps": "20"}, sigmas_fn=sigmas_fn)
+    assert calls[-1] == ("beta", 40, 8.0) and half["steps"] == 20
+    assert half["sigmas"] == [round(x, 4) for x in simple_sigmas(40, 8.0).tolist()[-21:-1]]
+    high = planned_step_map({**base, "start_step": "0", "end_step": "15"}, sigmas_fn=sigmas_fn)
+    low = planned_step_map({**base, "start_step": "15", "end_step": "10000"}, sigmas_fn=sigmas_fn)
+    assert (high["steps"], low["steps"]) == (15, 15) and low["sigmas_from"].endswith("steps 16-30 of them")
+    assert high["schedule"]["warmup"] == full["schedule"]["warmup"] and low["schedule"]["warmup"] == 1
+    assert low["sigmas"] == full["sigmas"][15:]
+    assert "scheduler='beta' cannot be planned without ComfyUI" in planned_step_map(base)["error"]
+    bad = {"start_step": "15", "end_step": "15"}
+    assert "start_step=15 must be below end_step=15" in planned_step_map({**base, **bad}, sigmas_fn=sigmas_fn)["error"]
+    assert "denoise=0.0 must lie in 0.01..1" in planned_step_map({**base, "denoise": "0"}, sigmas_fn=sigmas_fn)["error"]
+    too_many = planned_step_map({**base, "steps": "1000", "denoise": "0.05"}, sigmas_fn=sigmas_fn)["error"]
+    assert too_many == "steps=1000 at denoise=0.05 means 20000 scheduler steps; at most 10000" and len(calls) == 5  # refused before asking the scheduler
+
+
+def test_adaptive_plan_says_its_later_keyframes_are_chosen_during_the_run():
+    fixed = planned_step_map({"preset": "paper", "steps": "30", "frames": "16", "strategy": "uniform", "budget": "4"})
+    adaptive = planned_step_map({"preset": "paper", "steps": "30", "frames": "16", "strategy": "uniform", "budget": "4",
+                                 "adaptive": "true"})
+    assert adaptive["roles"] == fixed["roles"] and adaptive["flop_ideal"] == fixed["flop_ideal"]
+    assert fixed["keyframes_exact"] is True and adaptive["keyframes_exact"] is False
+    assert "re-chosen at each sync point" in adaptive["note"] and "re-chosen" not in fixed["note"]
+
+
+def test_target_plan_shows_reused_steps_when_the_target_needs_fewer_passes():
+    out = planned_step_map({"preset": "target", "target_speedup": "2.5", "steps": "30", "frames": "16",
+                            "strategy": "uniform", "budget": "4"})
+    assert out["error"] is None and out["schedule"]["passes"] > 0
+    assert any(4 in row for row in out["roles"]) and out["flop_ideal"] >= 2.5

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,33 @@ def _io_call(call: ast.Call, custom: dict[str, str]) -> tuple[str, str, str, boo
     return f.attr, kind, ident, cag
 
 
+def _shared_blocks() -> dict[str, list[ast.expr]]:
+    """Functions in nodes/*.py that return a list literal of inputs (a block several schemas share): name -> items."""
+    out = {}
+    for path in (ROOT / "nodes").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef):
+                ret = [r.value for r in ast.walk(node) if isinstance(r, ast.Return) and isinstance(r.value, ast.List)]
+                if len(ret) == 1:
+                    out[node.name] = ret[0].elts
+    return out
+
+
+def _input_items(inputs: ast.expr | None) -> list[ast.expr]:
+    """The items of a schema's ``inputs=[...]``, with ``*shared_block()`` expanded in place (in order)."""
+    shared = _shared_blocks()
+    items = []
+    for item in getattr(inputs, "elts", []):
+        if isinstance(item, ast.Starred):
+            call = item.value
+            name = getattr(getattr(call, "func", None), "id", None) or getattr(getattr(call, "func", None), "attr", None)
+            assert name in shared, f"inputs=[*{ast.unparse(call)}]: no function {name} returning a list literal in nodes/"
+            items.extend(shared[name])
+        else:
+            items.append(item)
+    return items
+
+
 def our_nodes() -> dict[str, tuple[dict[str, str], list[str], int]]:
     """node_id -> (socket inputs, output types, widget value count) from the V3 schemas in nodes/*.py."""
     custom = _custom_types()
@@ -110,7 +138,7 @@ def our_nodes() -> dict[str, tuple[dict[str, str], list[str], int]]:
             kw = {k.arg: k.value for k in node.keywords}
             node_id = kw["node_id"].value
             sockets, outputs, widgets = {}, [], 0
-            for item in getattr(kw.get("inputs"), "elts", []):
+            for item in _input_items(kw.get("inputs")):
                 kind_io, kind, ident, cag = _io_call(item, custom)
                 if kind in _WIDGETS:
                     widgets += 1 + int(cag)
@@ -135,7 +163,7 @@ def optional_sockets() -> dict[str, set[str]]:
         for node in ast.walk(ast.parse(path.read_text())):
             if _is_schema_call(node):
                 kw = {k.arg: k.value for k in node.keywords}
-                out[kw["node_id"].value] = {item.args[0].value for item in getattr(kw.get("inputs"), "elts", [])
+                out[kw["node_id"].value] = {item.args[0].value for item in _input_items(kw.get("inputs"))
                                             if any(k.arg == "optional" and getattr(k.value, "value", False) for k in item.keywords)}
     return out
 
@@ -145,7 +173,8 @@ def test_our_schemas_are_found():
     assert {"RhymeFlowKeyframes", "RhymeFlowAsyncSampler", "RhymeFlowProjectionPatch", "RhymeFlowStats", "RhymeFlowCompare",
             "RhymeFlowTestbedConditioning", "RhymeFlowTestbedEmptyLatent", "RhymeFlowTestbedDecode"} <= set(ours)
     assert all(k.startswith("RhymeFlow") for k in ours)
-    assert ours["RhymeFlowAsyncSampler"] == ({"keyframes": "RHYMEFLOW_KEYFRAMES"}, ["SAMPLER"], 6)
+    assert ours["RhymeFlowAsyncSampler"] == ({"keyframes": "RHYMEFLOW_KEYFRAMES"}, ["SAMPLER"], 8)
+    assert ours["RhymeFlowAccelerate"] == ({"model": "MODEL", "keyframes": "RHYMEFLOW_KEYFRAMES"}, ["MODEL"], 11)
     assert ours["RhymeFlowStats"] == ({"model": "MODEL", "latent": "LATENT", "second_model": "MODEL"}, ["LATENT", "STRING"], 0)
 
 
@@ -184,6 +213,7 @@ def test_dropin_workflows_feed_the_sampler_from_the_accelerate_node(name):
 def test_workflow_structure(path):
     wf = json.loads(path.read_text())
     assert wf["version"] == 0.4
+    uuid.UUID(wf["id"])  # the frontend's workflow schema: any other id opens with an "Invalid uuid" alert
     known = {**CORE, **our_nodes()}
     optional = optional_sockets() | CORE_OPTIONAL
     nodes = {n["id"]: n for n in wf["nodes"]}
@@ -218,3 +248,12 @@ def test_workflow_structure(path):
         assert sslot < len(s_out) and dslot < len(d_in), f"{path.name}: link {lid} slot out of range"
         assert s_out[sslot]["type"] == typ == d_in[dslot]["type"], f"{path.name}: link {lid} type {typ}"
         assert lid in (s_out[sslot].get("links") or []) and d_in[dslot]["link"] == lid, f"{path.name}: link {lid} not mirrored"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_every_template_has_its_thumbnail(path):
+    """ComfyUI's template browser shows ``<name>.jpg`` beside a pack's template (a placeholder and a 404 without it);
+    ``tools/screenshots.py`` writes them from the real frontend."""
+    thumb = path.with_suffix(".jpg")
+    assert thumb.is_file(), f"{thumb.name} missing: run /opt/comfyui/.venv/bin/python tools/screenshots.py {path.name}"
+    assert thumb.read_bytes()[:3] == b"\xff\xd8\xff", f"{thumb.name} is not a JPEG"

@@ -7,12 +7,17 @@
  * skipped (projected) cells; numbered axes, a legend in plain words, the expert switch of a two-model run,
  * and a tooltip explaining the cell under the pointer. Before a run it shows the PLANNED map for the current settings (asked from the Python core
  * through GET /rhymeflow/step_map; the schedule is never recomputed here); after a run the REALISED map
- * from the sampler's stats ("rhymeflow.stats" websocket event, or the RhymeFlowStats node's output).
+ * from the run's stats, in one shape (stats.ui_record) by two channels, each needed: the "rhymeflow.stats" websocket
+ * event the run sends (a graph without RhymeFlow Stats shows its map too; Stats sends a two-expert join the same way),
+ * and RhymeFlow Stats' ui output, which ComfyUI replays when a re-queued prompt is served from its cache (no run, so
+ * no event). Both are addressed by the widget node's id; the same map twice is drawn once.
  * Clicking a frame row toggles it as a manual keyframe on the connected "RhymeFlow Keyframes" node.
  *
- * Preview frame and step counts and the sampling shift are node properties (``preview_frames``,
- * ``preview_steps``, ``preview_shift``): the sampler node itself does not know them (they come from the latent,
- * the sigmas and the model's sampling settings), so the user sets them here.
+ * The plan is made on what the connected graph says (web/graph_settings.js: the latent's frames, the sampler's or
+ * scheduler's steps, scheduler, denoise and step range, ModelSamplingSD3's shift, the model file, the context mode),
+ * re-read on every redraw, so editing the graph redraws the map. Only what the graph does not say comes from the
+ * boxes (node properties ``preview_frames``, ``preview_steps``, ``preview_shift``); a box the graph overrides is
+ * disabled and names the node it follows, and the map says which values came from where.
  */
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
@@ -46,6 +51,7 @@ import {
   legendRowCount,
   manualTextAfterClick,
   matchesNode,
+  passKinds,
   roleColor,
   stepAtPoint,
   stepMapQuery,
@@ -54,6 +60,8 @@ import {
   viewFromStats,
   warmupColumns,
 } from "./step_map_logic.js";
+import { basisLine, graphSettings } from "./graph_settings.js";
+import { ignoredInputs } from "./input_rules.js";
 
 /** @typedef {import("@comfyorg/comfyui-frontend-types").ComfyExtension} ComfyExtension */
 /** @typedef {Parameters<NonNullable<ComfyExtension["nodeCreated"]>>[0]} LGraphNode */
@@ -84,7 +92,7 @@ const DEBOUNCE_MS = 250;
 const MIN_HEIGHT = 320;
 
 /** Sampler widgets sent to the route, and the Keyframes widgets. */
-const SAMPLER_PARAMS = ["preset", "warmup", "n_small", "n_large", "target_speedup"];
+const SAMPLER_PARAMS = ["preset", "warmup", "n_small", "n_large", "target_speedup", "adaptive"];
 const KEYFRAME_PARAMS = ["strategy", "budget", "threshold", "manual", "force_first", "force_last"];
 
 /** @type {Set<StepMapWidget>} */
@@ -147,6 +155,10 @@ class StepMapWidget {
     this.layout = null;
     /** @type {HTMLDivElement | null} */
     this.tooltip = null;
+    /** @type {Record<string, string>} which node each planned value came from (graph_settings.js) */
+    this.sources = {};
+    /** @type {number | undefined} text tokens of this node's last run: the plan prices its passes with them */
+    this.textTokens = undefined;
 
     if (node.properties[PROP_FRAMES] === undefined) node.addProperty(PROP_FRAMES, DEFAULT_FRAMES, "number");
     if (node.properties[PROP_STEPS] === undefined) node.addProperty(PROP_STEPS, DEFAULT_STEPS, "number");
@@ -244,26 +256,61 @@ class StepMapWidget {
     this.shiftInput.value = String(clampFloat(p[PROP_SHIFT], MIN_SHIFT, MAX_SHIFT, DEFAULT_SHIFT));
   }
 
+  /** The node's graph as graph_settings.js reads it (LiteGraph 1.36: links in a Map behind getLink). */
+  graphLike() {
+    const graph = /** @type {any} */ (this.node.graph ?? app.graph);
+    return {
+      node: (/** @type {number | string} */ id) => graph?.getNodeById?.(id) ?? null,
+      link: (/** @type {number} */ id) => graph?.getLink?.(id) ?? graph?.links?.get?.(id) ?? graph?.links?.[id] ?? null,
+    };
+  }
+
   /** @returns {Record<string, string | number | boolean | undefined>} */
   params() {
     const p = this.node.properties;
+    const graph = graphSettings(this.graphLike(), /** @type {any} */ (this.node));
+    this.sources = graph.sources;
     /** @type {Record<string, string | number | boolean | undefined>} */
     const out = {
       frames: clampInt(p[PROP_FRAMES], 2, MAX_FRAMES, DEFAULT_FRAMES),
       steps: clampInt(p[PROP_STEPS], 1, MAX_STEPS, DEFAULT_STEPS),
       shift: clampFloat(p[PROP_SHIFT], MIN_SHIFT, MAX_SHIFT, DEFAULT_SHIFT),
+      ...graph.values,
+      text_tokens: this.textTokens,
     };
+    this.followGraph(graph.values, graph.sources);
     for (const name of SAMPLER_PARAMS) out[name] = /** @type {any} */ (widgetOf(this.node, name)?.value);
-    if (out.preset !== "custom") {
-      delete out.warmup;
-      delete out.n_small;
-      delete out.n_large;
+    // only what the preset reads (declared once in the core, presets.PRESET_INPUTS; see input_rules.js)
+    const rules = /** @type {any} */ (this.node).rhymeflowInputRules;
+    if (rules) {
+      const ignored = ignoredInputs(rules, { preset: out.preset }, new Set());
+      for (const name of SAMPLER_PARAMS) if (ignored.has(name)) delete out[name];
     }
-    if (out.preset !== "target") delete out.target_speedup; // RhymeFlow Accelerate's target preset only
     // A connected Keyframes node decides; else the drop-in's own strategy/budget widgets (absent on the sampler).
     const kf = keyframesNodeOf(this.node) ?? this.node;
     for (const name of KEYFRAME_PARAMS) out[name] = /** @type {any} */ (widgetOf(kf, name)?.value);
     return out;
+  }
+
+  /**
+   * Show the graph's values in the boxes they override, disabled and naming their node.
+   * @param {Record<string, string | number>} values
+   * @param {Record<string, string>} sources
+   */
+  followGraph(values, sources) {
+    for (const [input, key, source] of /** @type {[HTMLInputElement, string, string][]} */ (
+      [[this.framesInput, "frames", "frames"], [this.stepsInput, "steps", "steps"], [this.shiftInput, "shift", "shift"]])) {
+      const from = sources[source];
+      const wasDisabled = input.disabled;
+      input.disabled = !!from && values[key] !== undefined;
+      if (input.disabled) {
+        input.value = String(values[key]);
+        input.title = `from ${from} (change it there)`;
+      } else if (wasDisabled) {
+        input.title = "";
+        this.syncInputs();
+      }
+    }
   }
 
   /** Called on every redraw of the node: a cheap string compare finds any settings change. */
@@ -299,6 +346,7 @@ class StepMapWidget {
     if (!view) return;
     this.realised = view;
     this.showing = "realised";
+    if (typeof stats.text_tokens === "number") this.textTokens = stats.text_tokens; // the next plan prices as this run did
     // The run says how many frames and steps there really are: the next preview uses them.
     this.node.properties[PROP_FRAMES] = view.frames;
     this.node.properties[PROP_STEPS] = view.steps;
@@ -430,6 +478,9 @@ class StepMapWidget {
     canvas.dataset.steps = String(view?.steps ?? 0);
     canvas.dataset.keyframes = view ? view.keyframes.join(",") : "";
     canvas.dataset.error = view?.error ?? "";
+    canvas.dataset.passes = view ? passKinds(view.roles) : "";
+    canvas.dataset.speedup = view?.flopIdeal?.toFixed(3) ?? "";
+    canvas.dataset.query = this.lastQuery;
     canvas.dataset.nodeId = String(this.node.id);
     if (w <= 0 || h <= 0) return;
     const dpr = window.devicePixelRatio || 1;
@@ -468,8 +519,11 @@ class StepMapWidget {
     ctx.font = `${LEGEND_PX}px sans-serif`;
     const items = legendItems(view);
     const widths = items.map((item) => LEGEND_PX + 2 + ctx.measureText(item.label).width);
-    const legendRows = legendRowCount(widths, w - 8);
+    // one more row under the legend and note: what the plan came from (graph or boxes)
+    const legendRows = legendRowCount(widths, w - 8) + 1;
     canvas.dataset.legendRows = String(legendRows); // browser tests lay the grid out as drawn
+    canvas.dataset.basis = view.kind === "planned" ? basisLine(this.sources, view.ownSize) : "";
+    canvas.dataset.pricedOn = view.pricedOn;
     const layout = gridLayout(w, h, view.frames, view.steps, { legendRows });
     this.layout = layout;
     this.drawCells(ctx, layout, view);
@@ -635,6 +689,8 @@ class StepMapWidget {
     });
     ctx.fillStyle = this.flash ? ERROR_COLOR : MUTED_COLOR;
     ctx.fillText(this.flash || view.note, 4, y + LEGEND_ROW_PX, w - 8);
+    ctx.fillStyle = MUTED_COLOR;
+    ctx.fillText(this.canvas.dataset.basis ?? "", 4, y + 2 * LEGEND_ROW_PX, w - 8);
   }
 
   /**
@@ -672,18 +728,14 @@ class StepMapWidget {
 const byNode = new WeakMap();
 
 /**
- * Give stats to the sampler widget they belong to: by node id, else the only sampler in ``graph``.
+ * Give stats to the widget they belong to: by node id, else (no id: a script's run) the only widget there is.
  * @param {any} stats
- * @param {unknown} [graph]
  */
-function deliverStats(stats, graph) {
+function deliverStats(stats) {
   if (!stats || typeof stats !== "object") return;
   const all = [...live];
   let targets = all.filter((w) => matchesNode(stats.node, w.node.id));
-  if (!targets.length && (stats.node === undefined || stats.node === null)) {
-    const same = graph ? all.filter((w) => w.node.graph === graph) : all;
-    if (same.length === 1) targets = same;
-  }
+  if (!targets.length && (stats.node === undefined || stats.node === null) && all.length === 1) targets = all;
   for (const w of targets) w.setRealised(stats);
 }
 
@@ -717,9 +769,10 @@ const extension = {
         byNode.delete(this);
       });
     } else if (nodeData.name === STATS) {
+      // ComfyUI replays a cached node's ui output, never the run's event: this is how a cached re-run shows its map
       chain(nodeType.prototype, "onExecuted", function (/** @type {Record<string, unknown>} */ output) {
         const list = output?.rhymeflow_stats;
-        if (Array.isArray(list) && list.length) deliverStats(list[0], this.graph);
+        if (Array.isArray(list) && list.length) deliverStats(list[0]);
       });
     }
   },

@@ -134,6 +134,8 @@ export const MAX_STEPS = 1000;
  * @property {number[]} switches steps where a second model takes over (Wan 2.2 A14B experts); empty otherwise
  * @property {{label: string, start: number}[]} experts which model samples from which step; empty for one model
  * @property {number[] | null} sigmas noise level at the start of each step, when the source sends them
+ * @property {boolean} ownSize the speed-up is priced on the model's own dims (read from its file, or the run's)
+ * @property {string} pricedOn what priced the speed-up (the route's flop_model), for the hover of the header
  * @property {string | null} error
  */
 
@@ -328,6 +330,23 @@ export function warmupColumns(roles) {
 }
 
 /**
+ * What each step's pass is, one letter per step: W warm-up (every frame), S sync (every frame), K keyframes only.
+ * Planned and realised maps of one run have the same string even where the keyframes differ (semantic/dynamic
+ * keyframes are chosen during the run).
+ * @param {number[][]} roles
+ * @returns {string}
+ */
+export function passKinds(roles) {
+  const steps = roles[0]?.length ?? 0;
+  let out = "";
+  for (let s = 0; s < steps; s++) {
+    const col = roles.map((row) => row[s]);
+    out += col.every((r) => r === ROLE_WARMUP) ? "W" : col.every((r) => r === ROLE_SYNC) ? "S" : "K";
+  }
+  return out;
+}
+
+/**
  * Rows the legend takes when entries of these widths flow left to right and wrap at ``maxW``.
  * @param {number[]} widths
  * @param {number} maxW
@@ -500,6 +519,8 @@ export function viewFromPlanned(body) {
     switches: [],
     experts: [],
     sigmas: ok ? sigmasFor(body.sigmas, body.roles[0].length) : null,
+    ownSize: ok && body.flop_dims_real === true,
+    pricedOn: ok && typeof body.flop_model === "string" ? body.flop_model : "",
     error: body?.error ? String(body.error) : ok ? null : "the step-map route sent no map",
   };
 }
@@ -523,7 +544,7 @@ export function viewFromStats(stats) {
     steps: stats.roles[0].length,
     roles: stats.roles,
     keyframes: keys,
-    // RhymeFlowStats adds flop_speedup (FLOP model of the actual model); the websocket event has neither.
+    // the run's FLOP-ideal at the model's real dims and context mode (stats.py flop_speedup)
     flopIdeal: num(stats.flop_ideal) ?? num(stats.flop_speedup),
     measuredSpeedup: num(stats.estimated_speedup),
     fullPasses: num(stats.full_passes),
@@ -537,6 +558,8 @@ export function viewFromStats(stats) {
       ? segments.map((/** @type {any} */ s, /** @type {number} */ i) => ({ label: String(s?.label ?? `expert ${i + 1}`), start: num(s?.start) ?? 0 }))
       : [],
     sigmas: sigmasFor(stats.sigmas, steps),
+    ownSize: stats.flop_dims !== null && stats.flop_dims !== undefined,
+    pricedOn: "this run's model",
     error: null,
   };
 }

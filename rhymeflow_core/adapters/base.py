@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 
 if TYPE_CHECKING:
+    from ..asymrnr.layout import TokenLayout
     from ..flops import ModelDims
 
 BlockKey = tuple[str, int]  # the ``patches_replace["dit"]`` key, e.g. ("double_block", 3)
@@ -36,6 +37,9 @@ class FamilyAdapter(Protocol):
 
     def tokens_per_frame(self, dit: torch.nn.Module, x: torch.Tensor) -> int:
         """Visual tokens per latent frame of ``x [B, C, F, H, W]`` after patchification."""
+
+    def token_layout(self, dit: torch.nn.Module) -> "TokenLayout":
+        """Where the video rows of ``dit``'s self-attention calls are, for AsymRnR's attention override."""
 
     def prepare_call(self, kwargs: dict, run) -> None:
         """Refuse conditioning in a model call that keyframe-only passes cannot honour (call-time errors) and

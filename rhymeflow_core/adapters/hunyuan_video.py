@@ -24,6 +24,9 @@ from typing import Callable
 
 import torch
 
+import functools
+
+from ..asymrnr.layout import TokenLayout
 from ..flops import ModelDims
 from .base import BlockKey
 from .blocks import BlockAdapter
@@ -41,6 +44,14 @@ SUPPORTED = ("HunyuanVideo T2V, I2V v1 (concat) and v2 (replace, with frame 0 am
 def _split_heads(qkv: torch.Tensor, heads: int) -> torch.Tensor:
     """``[B, S, 3*H*D]`` -> ``[3, B, H, S, D]`` (ComfyUI's layout for ``skip_reshape`` attention)."""
     return qkv.view(qkv.shape[0], qkv.shape[1], 3, heads, -1).permute(2, 0, 3, 1, 4)
+
+
+def block_of(to: dict, doubles: int) -> int | None:
+    """AsymRnR's block index: double-stream blocks first, then single-stream ones (``None`` outside blocks, e.g. the text refiner)."""
+    index = to.get("block_index")
+    if index is None:
+        return None
+    return int(index) + (doubles if to.get("block_type") == "single" else 0)
 
 
 def _with_context(k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, ctx) -> tuple:
@@ -85,6 +96,14 @@ class HunyuanVideoAdapter(BlockAdapter):
     def block_keys(self, dit: torch.nn.Module) -> list[BlockKey]:
         return ([("double_block", i) for i in range(len(dit.double_blocks))]
                 + [("single_block", i) for i in range(len(dit.single_blocks))])
+
+    def token_layout(self, dit: torch.nn.Module) -> TokenLayout:
+        """AsymRnR: joint attention on ``[video; text]`` in double and single blocks (text kept); the text refiner's
+        attention (before the blocks, no ``block_index``) passes through."""
+        doubles = len(dit.double_blocks)
+        return TokenLayout(FAMILY, tuple(int(p) for p in dit.patch_size), doubles + len(dit.single_blocks), joint_text=True,
+                           block_of=functools.partial(block_of, doubles=doubles),
+                           token_kwargs={"ref_latent": "reference-latent tokens prepended to the video tokens (I2V 'custom')"})
 
     def tokens_per_frame(self, dit: torch.nn.Module, x: torch.Tensor) -> int:
         ph, pw = tuple(dit.patch_size)[1:]  # the patch embedding pads H and W up to whole patches

@@ -30,6 +30,7 @@ from typing import Callable
 
 import torch
 
+from ..asymrnr.layout import TokenLayout
 from ..flops import ModelDims
 from .base import BlockKey
 from .blocks import BlockAdapter
@@ -81,6 +82,12 @@ class LTXVAdapter(BlockAdapter):
 
     def block_keys(self, dit: torch.nn.Module) -> list[BlockKey]:
         return [("double_block", i) for i in range(len(dit.transformer_blocks))]
+
+    def token_layout(self, dit: torch.nn.Module) -> TokenLayout:
+        """AsymRnR: ``attn1`` is video rows only; blocks set no index, so the n-th video self-attention call is block n."""
+        return TokenLayout(FAMILY, tuple(int(p) for p in dit.patchifier.patch_size), len(dit.transformer_blocks),
+                           joint_text=False, block_of=None,
+                           token_kwargs={"keyframe_idxs": "guide-frame tokens appended to the sequence (LTXVAddGuide)"})
 
     def tokens_per_frame(self, dit: torch.nn.Module, x: torch.Tensor) -> int:
         ph, pw = tuple(dit.patchifier.patch_size)[1:]

@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ..asymrnr.layout import TokenLayout
 from ..flops import ModelDims
 from .base import BlockKey
 from .blocks import BlockAdapter
@@ -70,6 +71,11 @@ class MochiAdapter(BlockAdapter):
 
     def block_keys(self, dit: torch.nn.Module) -> list[BlockKey]:
         return [("double_block", i) for i in range(len(dit.blocks))]
+
+    def token_layout(self, dit: torch.nn.Module) -> TokenLayout:
+        """AsymRnR: joint attention on ``[video; first num_tokens text rows]`` (text kept); no block index, so the
+        n-th video self-attention call is block n."""
+        return TokenLayout(FAMILY, (1, int(dit.patch_size), int(dit.patch_size)), len(dit.blocks), joint_text=True, block_of=None)
 
     def tokens_per_frame(self, dit: torch.nn.Module, x: torch.Tensor) -> int:
         p = dit.patch_size

@@ -20,6 +20,7 @@ from typing import Callable
 
 import torch
 
+from ..asymrnr.layout import TokenLayout, from_block_index
 from ..flops import ModelDims
 from .base import BlockKey
 from .blocks import BlockAdapter
@@ -70,6 +71,13 @@ class WanAdapter(BlockAdapter):
     def tokens_per_frame(self, dit: torch.nn.Module, x: torch.Tensor) -> int:
         ph, pw = tuple(dit.patch_size)[1:]
         return -(-x.shape[3] // ph) * -(-x.shape[4] // pw)
+
+    def token_layout(self, dit: torch.nn.Module) -> TokenLayout:
+        """AsymRnR: self-attention is video rows only; every block sets ``block_index``."""
+        return TokenLayout(FAMILY, tuple(int(p) for p in dit.patch_size), len(dit.blocks), joint_text=False,
+                           block_of=from_block_index,
+                           token_kwargs={"time_dim_concat": "Phantom reference frames concatenated in time",
+                                         "reference_latent": "reference frames prepended to the video tokens"})
 
     def prepare_call(self, kwargs: dict, run) -> None:
         if kwargs.get("time_dim_concat") is not None:

@@ -13,6 +13,8 @@ Choices, as in the authors' code unless noted:
 - Cached: the dst/src partition and the source->destination matching, per (block, feature, CFG
   branch), for ``cache_steps`` sampler steps. Steps are counted from sigma, not calls, so batched or
   separate cond/uncond calls and multi-call solvers agree; a token-count change invalidates the cache.
+- Every family through one override: the family adapter's ``TokenLayout`` (``layout.py``) says where the
+  video rows of a self-attention call are; in joint attention (HunyuanVideo, Mochi) text rows are kept.
 - Never reduced: cross-attention and text tokens, projections, FFN (only the attention core shrinks),
   and RhymeFlow keyframe-only passes (q shorter than k: passed through, see ``attention_override``).
 - Deterministic: partitions come from a generator seeded by (seed, block, feature, cache window),
@@ -21,15 +23,16 @@ Choices, as in the authors' code unless noted:
   bed's run and CLI: ``rhymeflow_core.testbed.calibrate_asymrnr``):
   the authors' tier tables exist for other models only, and their generating code is unreleased.
 """
-from .attention_override import KEY, grid_wrapper, install, make_override
+from .attention_override import KEY, grid_wrapper, install, override
+from .layout import TESTBED_LAYOUT, TokenLayout
 from .matching import DEFAULT_STRIDE, Match, dst_partition, match_tokens, nearest_dst
 from .reduce import Reduction, kept_sources, plan_reduction, reduce_tokens, restore_tokens
 from .schedule import FEATURES, ReductionSchedule
-from .state import AsymRnRState, ReductionStats
+from .state import AsymRnRState, CalibrationSink, ReductionStats
 
 __all__ = [
-    "KEY", "grid_wrapper", "install", "make_override",
+    "KEY", "grid_wrapper", "install", "override", "TESTBED_LAYOUT", "TokenLayout",
     "DEFAULT_STRIDE", "Match", "dst_partition", "match_tokens", "nearest_dst",
     "Reduction", "kept_sources", "plan_reduction", "reduce_tokens", "restore_tokens",
-    "FEATURES", "ReductionSchedule", "AsymRnRState", "ReductionStats",
+    "FEATURES", "ReductionSchedule", "AsymRnRState", "CalibrationSink", "ReductionStats",
 ]

@@ -9,6 +9,7 @@ fraction of all tokens that are sources within a relative threshold ``tau`` of a
 redundancy ``s``), and sets ``rate = min(cap, lam * s)`` with one ``lam`` found by bisection so the
 mean self-attention FLOP saving over all cells, ``1 - mean((1 - r_q)(1 - r_kv))``, meets the target.
 The most redundant cells get the highest rates; the first ``dense_start`` of the steps stay dense.
+The schedule records the family (from the measurement's meta) and the video token count it was measured at.
 
 Model-neutral: the test bed's calibration run and CLI are ``rhymeflow_core/testbed/calibrate_asymrnr.py``, so token
 reduction does not import the test bed.
@@ -21,6 +22,7 @@ from typing import Callable, Sequence
 import torch
 
 from .attention_override import install
+from .layout import TESTBED_LAYOUT, TokenLayout
 from .matching import DEFAULT_STRIDE
 from .schedule import FEATURES, ReductionSchedule
 from .state import AsymRnRState
@@ -60,12 +62,12 @@ class RedundancyRecorder:
 
 
 def measure(run_dense: Callable[[dict], object], num_blocks: int, num_steps: int, seed: int = 0,
-            dst_stride: tuple[int, int, int] = DEFAULT_STRIDE) -> dict:
+            dst_stride: tuple[int, int, int] = DEFAULT_STRIDE, layout: TokenLayout = TESTBED_LAYOUT) -> dict:
     """Call ``run_dense(transformer_options)`` (dense sampling with those options) and return the measurement."""
-    state = AsymRnRState(ReductionSchedule.uniform(num_blocks, num_steps, dst_stride=dst_stride), seed=seed)
+    state = AsymRnRState(ReductionSchedule.uniform(num_blocks, num_steps, dst_stride=dst_stride), seed=seed, layout=layout)
     state.recorder = RedundancyRecorder(num_blocks, num_steps)
     run_dense(install({}, state))
-    return state.recorder.to_dict(seed=seed, dst_stride=list(dst_stride))
+    return state.recorder.to_dict(seed=seed, dst_stride=list(dst_stride), family=layout.family)
 
 
 def _cdf(counts: list[float], j: int) -> float:
@@ -109,6 +111,8 @@ def build_schedule(measurement: dict, target: float = 0.3, q_cap: float = 0.7, k
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if saving(mid) < target else (lo, mid)
     lam = hi
+    family = measurement["meta"].get("family")
     meta = {"target": target, "achieved": round(saving(lam), 4), "lambda": round(lam, 4), "threshold": edges[j],
             "q_cap": q_cap, "kv_cap": kv_cap, "dense_start": dense_start, "dense_steps": first}
-    return ReductionSchedule(rates(lam), cache_steps, tuple(measurement["meta"].get("dst_stride", DEFAULT_STRIDE)), meta)
+    return ReductionSchedule(rates(lam), cache_steps, tuple(measurement["meta"].get("dst_stride", DEFAULT_STRIDE)), meta,
+                             family=family if isinstance(family, str) else None, tokens=int(n) if n else None)

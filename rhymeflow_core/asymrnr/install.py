@@ -1,28 +1,26 @@
 """Installing AsymRnR Token Reduction on a ComfyUI MODEL, and where finished runs' results live.
 
 The installer is ``clone()`` plus keyed wrappers (OUTER_SAMPLE resets the state around every run, the
-DIFFUSION_MODEL wrapper reads the token grid) and the attention override, chained to any override the
-input had. Results of finished runs (never run state) are kept per sampled ModelPatcher and per state in
-weak dictionaries: the AsymRnR state is shared by every clone (``AsymRnRState.__deepcopy__`` returns
-``self``), so the sampled MODEL object is what tells two clones' runs apart. Errors are plain field errors;
-the nodes add their display names. ComfyUI is imported inside the functions.
+APPLY_MODEL wrapper reads the token grid) and the attention override, chained to any override the input
+had. Which models: those a family adapter exists for (``adapters/``); the adapter also gives the
+family's ``TokenLayout``. Results of finished runs live as RhymeFlow's do (``RhymeFlowHolder.last_result``):
+on the state of the MODEL that was sampled (``state.last_result``); every clone carries its own state
+(``AsymRnRState.__deepcopy__``), so a result is always the run of the MODEL it is read from. Errors are
+plain field errors; the nodes add their display names. ComfyUI is imported inside the functions.
 """
 from __future__ import annotations
 
 import logging
-import weakref
 
-from . import KEY, AsymRnRState, ReductionSchedule, grid_wrapper, make_override
+from .. import adapters
+from . import KEY, AsymRnRState, ReductionSchedule, grid_wrapper, override
+from .layout import TokenLayout
 
 log = logging.getLogger("rhymeflow")
 
-# results of finished runs, never run state: sampled ModelPatcher -> record, and state -> latest record
-_RUNS_BY_MODEL: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-_RUNS_BY_STATE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
 
 def outer_sample_wrapper(executor, *args, **kwargs):
-    """OUTER_SAMPLE wrapper keyed "asymrnr": a fresh run state before sampling, none left after it."""
+    """OUTER_SAMPLE wrapper keyed "asymrnr": a fresh run state before sampling, none left after it; the result kept."""
     guider = executor.class_obj
     state = guider.model_options.get("transformer_options", {}).get(KEY)
     if not isinstance(state, AsymRnRState):
@@ -46,25 +44,23 @@ def outer_sample_wrapper(executor, *args, **kwargs):
         if done:
             record = {"stats": state.stats.summary()}
             if calibrating:
-                record["measurement"] = state.recorder.to_dict(seed=state.seed, dst_stride=list(state.schedule.dst_stride))
-            _RUNS_BY_STATE[state] = record
-            try:
-                _RUNS_BY_MODEL[guider.model_patcher] = record
-            except TypeError:  # not weak-referenceable: the per-state record still serves
-                pass
+                record["measurement"] = state.recorder.to_dict(seed=state.seed, dst_stride=list(state.schedule.dst_stride),
+                                                               family=state.layout.family)
+                if state.sink is not None:
+                    state.sink.measurement = record["measurement"]
+            state.last_result = record
         state.reset()
         state.grid = None
 
 
-def check_model(model) -> int:
-    """The number of DiT blocks of a ComfyUI Wan model; a clear error for anything else."""
-    import comfy.ldm.wan.model as wan
-
+def check_model(model) -> TokenLayout:
+    """The token layout of a ComfyUI MODEL's DiT (family, blocks, where video rows are); a clear error for anything else."""
     dm = getattr(getattr(model, "model", None), "diffusion_model", None)
-    if not isinstance(dm, wan.WanModel):
-        raise ValueError(f"input 'model' is a {type(dm).__name__} ({type(getattr(model, 'model', None)).__name__}); "
-                         "supported: Wan 2.1 / 2.2 DiTs (WanModel), loaded with UNETLoader or a checkpoint loader")
-    return len(dm.blocks)
+    try:
+        adapter = adapters.comfyui_adapter(dm)
+    except ValueError as exc:
+        raise ValueError(f"input 'model' ({type(getattr(model, 'model', None)).__name__}): {exc}") from None
+    return adapter.token_layout(dm)
 
 
 def install(model, state: AsymRnRState):
@@ -80,18 +76,16 @@ def install(model, state: AsymRnRState):
     previous = to.get("optimized_attention_override")
     old = to.get(KEY)
     if isinstance(old, AsymRnRState):
-        if getattr(previous, "asymrnr_state", None) is not old:
+        if previous is not override:
             raise ValueError("input 'model' already has AsymRnR under another attention override; apply AsymRnR "
                              "(or AsymRnR Calibrate) once, before other attention patches")
         log.info("AsymRnR: input 'model' already had AsymRnR; it is replaced, not stacked")
         previous = old.previous_override
     state.previous_override = previous
-    override = make_override(state)
-    override.asymrnr_state = state
     to["optimized_attention_override"] = override
     to[KEY] = state
     for kind, fn in ((comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, outer_sample_wrapper),
-                     (comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, grid_wrapper)):
+                     (comfy.patcher_extension.WrappersMP.APPLY_MODEL, grid_wrapper)):
         m.remove_wrappers_with_key(kind, KEY)
         m.add_wrapper_with_key(kind, KEY, fn)
     return m
@@ -102,19 +96,7 @@ def state_of(model) -> AsymRnRState | None:
     return state if isinstance(state, AsymRnRState) else None
 
 
-def last_run(model) -> tuple[dict | None, bool]:
-    """``(record, exact)``: the finished run of ``model`` itself, else the latest of any model sharing its state."""
-    try:
-        record = _RUNS_BY_MODEL.get(model)
-    except TypeError:
-        record = None
-    if record is not None:
-        return record, True
+def last_run(model) -> dict | None:
+    """The record of ``model``'s own last finished run (``None`` when this exact MODEL has not been sampled)."""
     state = state_of(model)
-    return (_RUNS_BY_STATE.get(state) if state is not None else None), False
-
-
-def measurement_of(state: AsymRnRState) -> dict | None:
-    """The redundancy measurement of the last finished calibration run with ``state`` (``None`` before one)."""
-    record = _RUNS_BY_STATE.get(state)
-    return None if record is None else record.get("measurement")
+    return None if state is None else state.last_result

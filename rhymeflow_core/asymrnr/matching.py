@@ -70,10 +70,13 @@ def nearest_dst(x: torch.Tensor, dst_idx: torch.Tensor, src_idx: torch.Tensor,
     dist, idx = [], []
     for r0 in range(0, b * heads, rows):  # bounded chunks of (batch, head) rows
         a, c = xs[r0:r0 + rows].float(), xd[r0:r0 + rows].float()
-        m = torch.bmm(a, c.transpose(1, 2)).mul_(-2)
-        m.add_(a.pow(2).sum(-1, keepdim=True)).add_(c.pow(2).sum(-1).unsqueeze(1))
+        # |a - c|^2 = |a|^2 + (|c|^2 - 2 a.c): the row term does not change the argmin, so it is added to the [Ns]
+        # minima only, and |c|^2 rides in the product as one more inner dimension ([-2a, 1] . [c, |c|^2]): the
+        # Ns x Nd matrix is written once by the matmul and read once by the min, with no elementwise pass
+        ones = torch.ones(*a.shape[:2], 1, dtype=a.dtype, device=a.device)
+        m = torch.bmm(torch.cat((a * -2, ones), -1), torch.cat((c, c.pow(2).sum(-1, keepdim=True)), -1).transpose(1, 2))
         best, j = m.min(dim=-1)
-        dist.append(best.clamp_min_(0))
+        dist.append(best.add_(a.pow(2).sum(-1)).clamp_min_(0))
         idx.append(j)
         del m
     return torch.cat(dist).view(b, heads, ns), torch.cat(idx).view(b, heads, ns)

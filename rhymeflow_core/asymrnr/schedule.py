@@ -3,7 +3,11 @@
 ``q`` rates shorten queries (outputs restored), ``kv`` rates shorten keys and values together. A rate
 ``r`` leaves ``max(Ndst, floor(N (1 - r)))`` tokens; ``0`` means the attention call is untouched. The
 schedule also carries the two matching settings it was calibrated with: ``cache_steps`` (how many
-sampler steps reuse one matching) and ``dst_stride`` (destination density).
+sampler steps reuse one matching) and ``dst_stride`` (destination density), and what it was calibrated
+on: the model ``family`` and the video token count ``tokens`` (``None`` for hand-made schedules such as
+``uniform``, which fit any model). A schedule made for another family or size is refused where it is
+used (the node for the family, the first model call for the size): its rates describe the redundancy of
+that model at that size, and a matching table sized for other blocks would be read out of place.
 
 Steps are sampler steps. A run with a different step count reads the schedule by progress through
 sampling (step ``i`` of ``S`` reads column ``round(i (steps - 1) / (S - 1))``); when the run's step count
@@ -21,7 +25,7 @@ from .matching import DEFAULT_STRIDE
 
 FEATURES = ("q", "kv")
 FORMAT = "asymrnr-schedule"
-VERSION = 1
+VERSION = 2  # v2: family and tokens recorded
 
 # Bounds on everything a schedule (often a file from disk) may ask for. They sit far above real use
 # (Wan 14B has 40 blocks; runs rarely exceed 100 steps; the node's cache_steps input stops at 100;
@@ -31,6 +35,7 @@ MAX_BLOCKS = 1024
 MAX_STEPS = 1000
 MAX_CACHE_STEPS = 1000
 MAX_STRIDE = 64
+MAX_TOKENS = 1 << 24  # video tokens a schedule may say it was calibrated at (Wan 14B 720p x 81 frames: 75,600)
 MAX_FILE_BYTES = 4 * 1024 * 1024  # a 40-block x 1000-step schedule is about 0.5 MB
 
 
@@ -42,6 +47,8 @@ class ReductionSchedule:
     cache_steps: int = 3
     dst_stride: tuple[int, int, int] = DEFAULT_STRIDE
     meta: dict = field(default_factory=dict)
+    family: str | None = None
+    tokens: int | None = None
 
     def __post_init__(self) -> None:
         self.dst_stride = tuple(int(s) for s in self.dst_stride)
@@ -72,6 +79,17 @@ class ReductionSchedule:
         if len(self.dst_stride) != 3 or not all(1 <= s <= MAX_STRIDE for s in self.dst_stride):
             raise ValueError(f"AsymRnR schedule: dst_stride={self.dst_stride}; accepted: three ints (frames, h, w) in "
                              f"1..{MAX_STRIDE}")
+        if self.family is not None and (not isinstance(self.family, str) or not self.family.isidentifier()):
+            raise ValueError("AsymRnR schedule: family is not a family name; accepted: e.g. 'wan', 'hunyuan_video', 'ltxv', 'mochi'")
+        if self.tokens is not None and (isinstance(self.tokens, bool) or not isinstance(self.tokens, int) or self.tokens < 1):
+            raise ValueError("AsymRnR schedule: tokens is not a positive integer; accepted: the video token count it was calibrated at")
+
+    def check_family(self, family: str, origin: str) -> None:
+        """Refuse a schedule calibrated on another model family; ``origin`` names the node input it came from."""
+        if self.family is not None and self.family != family:
+            raise ValueError(f"{origin} was calibrated on a {self.family!r} model; this MODEL is {family!r}; accepted: a "
+                             f"schedule calibrated on a {family!r} model (AsymRnR Calibrate + AsymRnR Schedule), or "
+                             "schedule_source=uniform")
 
     def column(self, step: int, total_steps: int | None = None) -> int:
         """The schedule column read at ``step`` of a run of ``total_steps`` steps."""
@@ -96,7 +114,8 @@ class ReductionSchedule:
         return cls({"q": [[q] * num_steps for _ in range(num_blocks)], "kv": [[kv] * num_steps for _ in range(num_blocks)]}, **kwargs)
 
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "version": VERSION, "cache_steps": self.cache_steps, "dst_stride": list(self.dst_stride),
+        return {"format": FORMAT, "version": VERSION, "family": self.family, "tokens": self.tokens,
+                "cache_steps": self.cache_steps, "dst_stride": list(self.dst_stride),
                 "q": self.rates["q"], "kv": self.rates["kv"], "meta": self.meta}
 
     @classmethod
@@ -108,13 +127,22 @@ class ReductionSchedule:
         """
         if not isinstance(data, dict):
             raise ValueError(f"the top level is a JSON {_kind(data)}; accepted: an object with format {FORMAT!r}")
+        if data.get("format") == FORMAT and data.get("version") == 1:
+            raise ValueError("field 'version' is 1: the schedule was written before schedules recorded the model family and "
+                             f"size; accepted: a v{VERSION} schedule (recalibrate: AsymRnR Calibrate + AsymRnR Schedule)")
         if data.get("format") != FORMAT or data.get("version") != VERSION:
             raise ValueError(f"fields 'format'/'version' do not say {FORMAT!r} v{VERSION}; accepted: a schedule written by "
                              "AsymRnR Schedule or rhymeflow_core.asymrnr.calibrate")
-        missing = [k for k in (*FEATURES, "cache_steps", "dst_stride") if k not in data]
+        missing = [k for k in (*FEATURES, "cache_steps", "dst_stride", "family", "tokens") if k not in data]
         if missing:
             raise ValueError(f"field {missing[0]!r} is missing; accepted: an object with {', '.join(FEATURES)}, cache_steps, "
-                             "dst_stride (and optionally meta)")
+                             "dst_stride, family, tokens (and optionally meta)")
+        family, tokens = data["family"], data["tokens"]
+        if family is not None and (not isinstance(family, str) or len(family) > 64 or not family.isidentifier()):
+            raise ValueError(f"field 'family' is not a family name (a JSON {_kind(family)}); accepted: null or a name such as "
+                             "'wan', 'hunyuan_video', 'ltxv', 'mochi'")
+        if tokens is not None:
+            tokens = _bounded_int("tokens", tokens, 1, MAX_TOKENS)
         rates = {f: _rate_table(f, data[f]) for f in FEATURES}
         cache_steps = _bounded_int("cache_steps", data["cache_steps"], 1, MAX_CACHE_STEPS)
         stride = data["dst_stride"]
@@ -124,7 +152,7 @@ class ReductionSchedule:
         meta = data.get("meta", {})
         if not isinstance(meta, dict):
             raise ValueError("field 'meta' is not an object; accepted: a JSON object (or no 'meta')")
-        return cls(rates, cache_steps, stride, dict(meta))
+        return cls(rates, cache_steps, stride, dict(meta), family, tokens)
 
     def save(self, path: str | Path) -> None:
         """JSON with one rate row (a block's steps) per line, so diffs of schedules stay readable."""

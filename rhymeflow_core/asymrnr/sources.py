@@ -18,6 +18,11 @@ SCHEDULES_DIR = Path(__file__).resolve().parent / "schedules"
 TESTBED_SCHEDULE = SCHEDULES_DIR / "testbed_wan.json"
 UNIFORM_COLUMNS = 100  # uniform schedules are read by progress through sampling: 1% resolution for dense_start
 MAX_RATE = 0.95
+# AsymRnR Token Reduction's schedule sources and the node inputs each reads besides cache_steps and partition_seed
+# (the node hides the others: see presets.PRESET_INPUTS).
+SOURCE_INPUTS: dict[str, tuple[str, ...]] = {
+    "uniform": ("q_rate", "kv_rate", "dense_start"), "testbed": ("scale",), "file": ("scale", "schedule_file"), "input": ("scale",),
+}
 
 
 def check_fraction(name: str, value: float, hi: float = 1.0, hi_open: bool = False) -> float:
@@ -44,14 +49,16 @@ def scaled(schedule: ReductionSchedule, scale: float) -> ReductionSchedule:
     """A copy with every rate multiplied by ``scale`` in [0, 1] (``1`` returns an equal copy)."""
     s = check_fraction("scale", scale)
     rates = {f: [[r * s for r in row] for row in schedule.rates[f]] for f in FEATURES}
-    return ReductionSchedule(rates, schedule.cache_steps, schedule.dst_stride, {**schedule.meta, "scale": s})
+    return ReductionSchedule(rates, schedule.cache_steps, schedule.dst_stride, {**schedule.meta, "scale": s},
+                             schedule.family, schedule.tokens)
 
 
 def with_cache_steps(schedule: ReductionSchedule, cache_steps: int) -> ReductionSchedule:
     """``cache_steps`` 0 keeps the schedule's own; anything else replaces it (copy)."""
     if int(cache_steps) == 0:
         return schedule
-    return ReductionSchedule(schedule.rates, int(cache_steps), schedule.dst_stride, dict(schedule.meta))
+    return ReductionSchedule(schedule.rates, int(cache_steps), schedule.dst_stride, dict(schedule.meta),
+                             schedule.family, schedule.tokens)
 
 
 def _within(path: str, folder: str) -> bool:
@@ -111,8 +118,11 @@ def schedule_text(schedule: ReductionSchedule, path: str | None = None) -> str:
     dense = sum(1 for s in range(schedule.num_steps)
                 if all(schedule.rates[f][b][s] == 0 for f in FEATURES for b in range(schedule.num_blocks)))
     m = schedule.meta
+    made_for = (f"calibrated on {schedule.family or 'an unnamed family'} at "
+                f"{schedule.tokens if schedule.tokens is not None else 'any number of'} video tokens"
+                if schedule.family or schedule.tokens else "for any model and size")
     lines = [f"AsymRnR schedule: {schedule.num_blocks} blocks x {schedule.num_steps} steps, cache_steps {schedule.cache_steps}, "
-             f"dst_stride {list(schedule.dst_stride)}",
+             f"dst_stride {list(schedule.dst_stride)}, {made_for}",
              f"mean rate q {mean['q']:.3f}, kv {mean['kv']:.3f}; dense steps {dense}; self-attention FLOPs left "
              f"{100 * schedule.flop_fraction():.1f}%"]
     if "target" in m:

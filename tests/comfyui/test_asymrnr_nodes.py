@@ -133,25 +133,29 @@ def test_input_model_is_never_mutated(pack, wan):
     assert pack.asym.state_of(wan) is None
     to = m.model_options["transformer_options"]
     assert isinstance(to["asymrnr"], pack.asymrnr.AsymRnRState)
-    assert to["optimized_attention_override"].asymrnr_state is to["asymrnr"]
-    assert list(m.wrappers["outer_sample"]) == ["asymrnr"] and list(m.wrappers["diffusion_model"]) == ["asymrnr"]
+    assert to["optimized_attention_override"] is pack.asymrnr.override
+    assert list(m.wrappers["outer_sample"]) == ["asymrnr"] and list(m.wrappers["apply_model"]) == ["asymrnr"]
     _sample(pack, m)
     assert _snapshot(wan) == before and wan.model_options == options_copy
 
 
-def test_clones_share_the_state_but_not_runs(pack, wan):
+def test_each_clone_has_its_own_state_and_result(pack, wan):
+    """The holder policy: a clone (LoRA loader, ModelSamplingSD3, ...) gets a fresh state with the same schedule; its
+    runs and results are its own, and a MODEL that was not sampled has no result (as RhymeFlow Stats)."""
     m = _asym(pack, wan)
     a, b = m.clone(), m.clone()
     state = pack.asym.state_of(m)
-    assert pack.asym.state_of(a) is state and pack.asym.state_of(b) is state  # __deepcopy__ returns self
+    sa, sb = pack.asym.state_of(a), pack.asym.state_of(b)
+    assert len({id(state), id(sa), id(sb)}) == 3 and sa.schedule is state.schedule is sb.schedule
     out_a = _sample(pack, a, frames=5)
     out_b = _sample(pack, b, frames=3)  # another token grid in between
     _, stats_a = _stats(pack, a, out_a)
     _, stats_b = _stats(pack, b, out_b)
     assert stats_a["attention_flops_dense"] > stats_b["attention_flops_dense"]  # each MODEL reports its own run
+    assert stats_a["flops_saved_fraction"] > 0  # the override found the clone's own state
     assert torch.equal(_sample(pack, a, frames=5), out_a)  # nothing of b's run leaked into a's
-    summary, _ = _stats(pack, m, out_a)  # m itself was never sampled: latest run of the shared state, said so
-    assert "this exact MODEL was not sampled" in summary
+    with pytest.raises(ValueError, match=r"AsymRnR Stats: input 'model' has not finished a sampling run"):
+        _stats(pack, m, out_a)  # m itself was never sampled
 
 
 def test_applying_twice_replaces(pack, wan, dense):
@@ -229,7 +233,7 @@ def test_calibration_in_a_graph(pack, wan, dense, output_dir):
                                                                 cache_steps=3, partition_seed=0).args
     with pytest.raises(ValueError, match=r"AsymRnR Schedule: nothing was recorded yet"):
         sched_node.execute(handle, {"samples": dense}, "asymrnr/schedule")
-    out = _sample(pack, rec)
+    out = _sample(pack, rec.clone())  # a clone of the calibrating MODEL (as ModelSamplingSD3 makes) reaches the handle
     assert torch.equal(out, dense)  # recording is dense and exact
     res = sched_node.execute(handle, {"samples": out}, "asymrnr/schedule")
     schedule, summary = res.args
@@ -237,7 +241,8 @@ def test_calibration_in_a_graph(pack, wan, dense, output_dir):
     assert abs(schedule.meta["achieved"] - 0.3) < 0.05 and "written to asymrnr/schedule_00001_.json" in summary
     assert res.ui["text"] == [summary]
     written = output_dir / "asymrnr" / "schedule_00001_.json"
-    assert json.loads(written.read_text())["format"] == "asymrnr-schedule"
+    saved = json.loads(written.read_text())
+    assert saved["format"] == "asymrnr-schedule" and (saved["family"], saved["tokens"]) == ("wan", FRAMES * H * W // 4)
     assert all(r == 0 for f in ("q", "kv") for row in schedule.rates[f] for r in row[:2])  # dense_start
     # same graph: the schedule goes straight into Token Reduction; later prompts: schedule_source=file
     m = _asym(pack, wan, schedule_source="input", schedule=schedule)

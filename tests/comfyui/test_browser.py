@@ -47,7 +47,7 @@ ARTIFACTS = Path(os.environ.get("RHYMEFLOW_ARTIFACTS", REPO_ROOT / "out")) / "br
 PACK_NAME = "rhymeflow"
 SAMPLER, KEYFRAMES, STATS, COMPARE = "RhymeFlowAsyncSampler", "RhymeFlowKeyframes", "RhymeFlowStats", "RhymeFlowCompare"
 ASYMRNR_STATS = "RhymeFlowAsymRnRStats"
-EXTENSIONS = ("RhymeFlow.StepMap", "rhymeflow.text_output")  # the names web/*.js register
+EXTENSIONS = ("RhymeFlow.StepMap", "rhymeflow.text_output", "RhymeFlow.InputRules")  # the names web/*.js register
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 START_TIMEOUT_S = 240
@@ -269,17 +269,18 @@ def test_step_map_widget_planned_realised_and_click(server):
         )
         page.keyboard.press("Escape")  # close the "missing nodes"/template dialogs the load may open
         sel = f'{CANVAS}[data-node-id="{sampler_id}"]'
-        _wait(page, f'{sel}[data-view="planned"][data-frames="21"][data-steps="30"]', 120_000)
+        # planned on the graph: the test-bed latent's 16 frames and BasicScheduler's 30 steps (the boxes say 21 / 30)
+        _wait(page, f'{sel}[data-view="planned"][data-frames="16"][data-steps="30"]', 120_000)
         planned = page.eval_on_selector(sel, "c => ({...c.dataset})")
         assert planned["error"] == "", planned
         page.wait_for_timeout(300)  # the DOM widget follows the canvas on its next frame
         page.screenshot(path=str(ARTIFACTS / "planned.png"))
         _node_shot(page, sampler_id, "step_map_planned.png")
 
+        page.evaluate(RECORD_STATS_EVENTS_JS)
         prompt_id = _queue(page)
         _wait(page, f'{sel}[data-view="realised"]', RUN_TIMEOUT_S * 1000)
-        # the Stats node's output (richer stats) may arrive just after the websocket event
-        page.wait_for_timeout(1500)
+        page.wait_for_timeout(500)
         page.evaluate(
             """(id) => { const app = window.comfyAPI.app.app; app.canvas.centerOnNode(app.graph.getNodeById(id));
                          app.canvas.setDirty(true, true); }""",
@@ -295,6 +296,7 @@ def test_step_map_widget_planned_realised_and_click(server):
         run = _finished_run(server, prompt_id)
         assert run["status"]["completed"], run["status"]
         stats = run["outputs"][str(stats_id)]["rhymeflow_stats"][0] if stats_id is not None else None
+        events = page.evaluate("() => window.__rhymeflowStatsEvents")  # what reached the widget: its one channel
 
         # Hover a skipped cell of a frame that is not a keyframe: the tooltip explains it.
         keys = [int(k) for k in realised["keyframes"].split(",") if k]
@@ -319,6 +321,9 @@ def test_step_map_widget_planned_realised_and_click(server):
                     "(id) => window.comfyAPI.app.app.graph.getNodeById(id).rhymeflowText ?? null", node_id)
                 _node_shot(page, node_id, shot)
 
+        page.evaluate("(id) => { const app = window.comfyAPI.app.app; app.canvas.centerOnNode(app.graph.getNodeById(id));"
+                      " app.canvas.setDirty(true, true); }", sampler_id)  # the node shots may have moved it away
+        page.wait_for_timeout(500)
         # Click the row of a frame that is not a keyframe: it becomes a manual keyframe.
         frame = hover_frame
         point = page.evaluate(CELL_CENTRE_JS % PACK_NAME, [sel, frame, int(realised["steps"]) // 2])
@@ -365,6 +370,8 @@ def test_step_map_widget_planned_realised_and_click(server):
         for k in COLOR_RGB:  # cell interiors only (edges are anti-aliased): shares agree within a few percent
             assert abs(counts[k] / n_px - cells[k] / n_cells) < 0.06, (k, counts, cells)
         assert keys == stats["keyframes"]
+        # one shape: the run's event is exactly the Stats record ComfyUI keeps (and replays for a cached re-run)
+        assert [e for e in events if e.get("node") == str(sampler_id)] == [stats], (events, stats)
         assert lines[1] == f"noise level (sigma) {stats['sigmas'][hover_step]:.3f}", lines  # the run's own sigmas
         # RhymeFlow Stats shows its summary on the node, the numbers an artist looks for first
         stats_text = shown_text[stats_id]
@@ -416,8 +423,14 @@ NODE_RECT_JS = """(id) => {
 
 def _node_shot(page, node_id: int, name: str, tooltip: str | None = None) -> None:
     """A screenshot of one node (and the tooltip, when given) into ARTIFACTS, and into docs/screenshots when
-    RHYMEFLOW_UPDATE_SCREENSHOTS=1."""
+    RHYMEFLOW_UPDATE_SCREENSHOTS=1; a node outside the window is centred first."""
     box = page.evaluate(NODE_RECT_JS, node_id)
+    view = page.viewport_size
+    if box["x"] < 0 or box["y"] < 0 or box["x"] + box["width"] > view["width"] or box["y"] + box["height"] > view["height"]:
+        page.evaluate("(id) => { const app = window.comfyAPI.app.app; app.canvas.centerOnNode(app.graph.getNodeById(id));"
+                      " app.canvas.setDirty(true, true); }", node_id)
+        page.wait_for_timeout(400)
+        box = page.evaluate(NODE_RECT_JS, node_id)
     if tooltip:
         t = page.eval_on_selector(tooltip, "t => { const r = t.getBoundingClientRect(); return [r.right, r.bottom]; }")
         box["width"] = max(box["width"], t[0] - box["x"])
@@ -434,6 +447,11 @@ def _expand(text: str) -> list[int]:
 
     return parse_frame_list(text)
 
+
+RECORD_STATS_EVENTS_JS = """() => {
+  window.__rhymeflowStatsEvents = [];
+  window.comfyAPI.api.api.addEventListener('rhymeflow.stats', ({ detail }) => window.__rhymeflowStatsEvents.push(detail));
+}"""
 
 RECORD_EXECUTED_JS = """() => {
   window.__rhymeflowExecuted = [];
@@ -541,4 +559,204 @@ def test_frontend_gets_categories_and_search_aliases(server):
         assert [k for k, d in defs.items() if any(word in a for a in d["aliases"])], word
     if registered:  # the graph's node types use the same categories (the "Add Node" menu)
         assert registered == {k: d["category"] for k, d in defs.items()}, registered
+    assert not [m for m in console if m.startswith("pageerror")], console
+
+
+# ------------------------------------------------------------------------------------ every template, as opened
+
+ALL_WORKFLOWS = sorted((REPO_ROOT / "example_workflows").glob("*.json"))
+STEP_MAP_NODES = ("RhymeFlowAccelerate", SAMPLER)
+NODE_RECTS_JS = """() => window.comfyAPI.app.app.graph.nodes.map(n => {
+  const [x, y, w, h] = n.boundingRect; return [n.id, n.type, x, y, w, h]; })"""
+# ComfyUI's latent nodes: latent frames from their widgets (written here from ComfyUI's node code, independently
+# of web/graph_settings.js): length -> (length - 1) // t + 1
+LATENT_T = {"EmptyHunyuanLatentVideo": 4, "WanImageToVideo": 4, "Wan22ImageToVideoLatent": 4, "EmptyMochiLatentVideo": 6,
+            "EmptyLTXVLatentVideo": 8}
+
+
+def _overlaps(rects: list) -> list:
+    """Pairs of node rectangles (title bars included) that intersect."""
+    out = []
+    for i, (a, ta, ax, ay, aw, ah) in enumerate(rects):
+        for b, tb, bx, by, bw, bh in rects[i + 1:]:
+            if ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah:
+                out.append((f"{ta} #{a}", f"{tb} #{b}"))
+    return out
+
+
+def _expected_frames(wf: dict) -> int:
+    for n in wf["nodes"]:
+        if n["type"] == "RhymeFlowTestbedEmptyLatent":
+            return int(n["widgets_values"][0])
+        if n["type"] in LATENT_T:
+            return (int(n["widgets_values"][2]) - 1) // LATENT_T[n["type"]] + 1
+    raise AssertionError("no latent node")
+
+
+def _expected_steps(wf: dict) -> list[int]:
+    """Steps of the sampler(s) the step-map nodes drive: KSampler/BasicScheduler steps, a KSamplerAdvanced's slice."""
+    out = []
+    for n in wf["nodes"]:
+        v = n.get("widgets_values", [])
+        if n["type"] == "KSampler" and "dense" not in n.get("title", ""):
+            out.append(int(v[2]))
+        elif n["type"] == "KSamplerAdvanced":
+            out.append(min(int(v[8]), int(v[3])) - int(v[7]))
+        elif n["type"] == "BasicScheduler":
+            out.append(int(v[1]))
+    return out
+
+
+def _canvases(page) -> list[dict]:
+    return page.evaluate(f"() => [...document.querySelectorAll('{CANVAS}')].map(c => ({{...c.dataset}}))")
+
+
+@pytest.mark.parametrize("path", ALL_WORKFLOWS, ids=lambda p: p.stem)
+def test_template_opens_without_overlap_and_plans_on_its_graph(server, path):
+    """Each shipped template as opened: no two nodes overlap (after load, and after a run for the ones that run here);
+    each step map is planned on the graph (the latent's frames, the sampler's steps, the shift) and says so; and a
+    run's realised map has the planned passes step by step, at the planned speed-up once the plan knows the run's
+    text length."""
+    import sys
+
+    sys.path.insert(0, str(REPO_ROOT / "tools"))
+    from browser_session import runs_here
+
+    wf = json.loads(path.read_text())
+    n_maps = sum(n["type"] in STEP_MAP_NODES for n in wf["nodes"])
+    with _browser_page(server, f"template_{path.stem}.log") as (page, console):
+        _load_workflow(page, wf, wf["nodes"][0]["id"], wf["nodes"][0]["type"])
+        page.keyboard.press("Escape")
+        page.evaluate("() => { const app = window.comfyAPI.app.app; app.canvas.ds.scale = 0.5; app.canvas.ds.offset = [20, 40];"
+                      " app.canvas.setDirty(true, true); }")
+        if n_maps:
+            page.wait_for_function(f"""(n) => {{ const cs = [...document.querySelectorAll('{CANVAS}')];
+                return cs.length === n && cs.every(c => c.dataset.view === 'planned' && (c.dataset.basis || c.dataset.error)); }}""",
+                                   arg=n_maps, timeout=60_000)
+        page.wait_for_timeout(500)
+        alerts = page.evaluate("() => [...document.querySelectorAll('.p-toast-message')].map(t => t.innerText)")
+        loaded = page.evaluate(NODE_RECTS_JS)
+        planned = {c["nodeId"]: c for c in _canvases(page)}
+        page.screenshot(path=str(ARTIFACTS / f"template_{path.stem}.png"))
+        run = after = realised = replanned = None
+        if runs_here(wf):
+            page.evaluate(RECORD_STATS_EVENTS_JS)
+            run = _finished_run(server, _queue(page))
+            page.wait_for_timeout(1500)
+            after = page.evaluate(NODE_RECTS_JS)
+            realised = {c["nodeId"]: c for c in _canvases(page)}
+            for node_id in planned:  # back to the plan ("show planned"), now priced with the run's text length
+                page.evaluate(f"() => document.querySelector('{CANVAS}[data-node-id=\"{node_id}\"]').parentElement"
+                              ".querySelector('button').click()")
+                page.wait_for_selector(f'{CANVAS}[data-node-id="{node_id}"][data-view="planned"]', timeout=10_000, state="attached")
+            page.wait_for_timeout(800)
+            replanned = {c["nodeId"]: c for c in _canvases(page)}
+            page.screenshot(path=str(ARTIFACTS / f"template_{path.stem}_after_run.png"))
+
+    assert not [a for a in alerts if "Invalid workflow" in a], alerts  # e.g. an id that is not a UUID
+    assert not _overlaps(loaded), _overlaps(loaded)
+    frames, steps = _expected_frames(wf), _expected_steps(wf)
+    shift_node = any(n["type"] == "ModelSamplingSD3" for n in wf["nodes"])
+    assert len(planned) == n_maps
+    for c in planned.values():
+        assert c["error"] == "" and int(c["frames"]) == frames, c
+        graph, _, boxes = c["basis"].split(" · cost on ")[0].partition("; ")
+        # LTXVScheduler's sigmas are not read (its steps come from the box); without ModelSamplingSD3 the model's own
+        # shift applies, which the graph does not show (the box stands in): the map says so either way
+        from_boxes = (["steps"] if "ltxv" in path.stem else []) + ([] if shift_node else ["shift"])
+        expected = ", ".join(k for k in ("frames", "steps", "shift") if k not in from_boxes) + ", model from the graph"
+        assert graph == expected and boxes == (", ".join(from_boxes) + " from the boxes" if from_boxes else ""), c
+        assert c["basis"].endswith("cost on this model's size" if runs_here(wf) else "cost on an assumed Wan 1.3B size"), c
+    if "ltxv" not in path.stem:
+        assert {int(c["steps"]) for c in planned.values()} <= set(steps), (planned, steps)
+    if "two_experts" in path.stem:  # each expert's node plans its own KSamplerAdvanced slice
+        assert sorted(int(c["steps"]) for c in planned.values()) == sorted(steps), (planned, steps)
+    if run is not None:
+        assert run["status"]["completed"], run["status"]
+        assert not _overlaps(after), _overlaps(after)
+        for node_id, c in planned.items():
+            r = realised[node_id]
+            assert r["view"] == "realised" and r["passes"] == c["passes"], (c, r)
+            assert replanned[node_id]["passes"] == c["passes"]
+            assert float(replanned[node_id]["speedup"]) == pytest.approx(float(r["speedup"]), abs=0.01), (replanned[node_id], r)
+    assert not [m for m in console if m.startswith("pageerror")], console
+
+
+WIDGETS_SHOWN_JS = """(id) => { const n = window.comfyAPI.app.app.graph.getNodeById(id);
+  return { hidden: n.widgets.filter(w => w.hidden).map(w => w.name).sort(), height: n.size[1] }; }"""
+SET_WIDGET_JS = """([id, name, value]) => { const app = window.comfyAPI.app.app; const n = app.graph.getNodeById(id);
+  const w = n.widgets.find(w => w.name === name); w.value = value; w.callback?.(value, app.canvas, n); app.canvas.setDirty(true, true); }"""
+
+
+def test_inputs_a_choice_ignores_are_hidden_while_it_ignores_them(server):
+    """RhymeFlow Accelerate shows warmup/n_small/n_large only under preset custom and target_speedup only under
+    target, hides strategy and budget while a Keyframes node is connected; the Keyframes node shows manual only for
+    strategy manual and budget/threshold only for the strategies that read them. Hidden widgets are still in the
+    prompt (the schema is unchanged) and the step map's query carries only what the preset reads."""
+    wf = json.loads((REPO_ROOT / "example_workflows" / "rhymeflow_wan21_t2v_1.3b.json").read_text())
+    acc = next(n["id"] for n in wf["nodes"] if n["type"] == "RhymeFlowAccelerate")
+    seen = {}
+    with _browser_page(server, "inputs_console.log") as (page, console):
+        _load_workflow(page, wf, acc, "RhymeFlowAccelerate")
+        page.keyboard.press("Escape")
+        page.evaluate("(id) => { const app = window.comfyAPI.app.app; app.canvas.centerOnNode(app.graph.getNodeById(id)); }", acc)
+
+        def state(key):
+            page.wait_for_timeout(700)  # a redraw applies the rules; the step map re-asks after its debounce
+            seen[key] = {**page.evaluate(WIDGETS_SHOWN_JS, acc),
+                         "query": page.eval_on_selector(f'{CANVAS}[data-node-id="{acc}"]', "c => c.dataset.query")}
+
+        state("paper")
+        page.evaluate(SET_WIDGET_JS, [acc, "preset", "custom"])
+        state("custom")
+        page.evaluate(SET_WIDGET_JS, [acc, "preset", "target"])
+        state("target")
+        prompt_inputs = page.evaluate(
+            "async (id) => Object.keys((await window.comfyAPI.app.app.graphToPrompt()).output[String(id)].inputs)", acc)
+        kf = page.evaluate("""(id) => { const app = window.comfyAPI.app.app; const acc = app.graph.getNodeById(id);
+            const kf = window.LiteGraph.createNode('RhymeFlowKeyframes'); kf.pos = [acc.pos[0], acc.pos[1] + 900]; app.graph.add(kf);
+            kf.connect(0, acc, acc.inputs.findIndex(i => i.name === 'keyframes')); app.canvas.setDirty(true, true); return kf.id; }""", acc)
+        state("keyframes connected")
+        kf_states = {}
+        for strategy in ("semantic", "uniform", "manual"):
+            page.evaluate(SET_WIDGET_JS, [kf, "strategy", strategy])
+            page.wait_for_timeout(400)
+            kf_states[strategy] = page.evaluate(WIDGETS_SHOWN_JS, kf)["hidden"]
+
+    assert seen["paper"]["hidden"] == ["n_large", "n_small", "target_speedup", "warmup"], seen
+    assert seen["custom"]["hidden"] == ["target_speedup"] and seen["custom"]["height"] > seen["paper"]["height"], seen
+    assert seen["target"]["hidden"] == ["n_large", "n_small", "warmup"], seen
+    assert seen["keyframes connected"]["hidden"] == ["budget", "n_large", "n_small", "strategy", "warmup"], seen
+    assert "warmup=" not in seen["paper"]["query"] and "warmup=5" in seen["custom"]["query"], seen
+    assert "target_speedup=" in seen["target"]["query"] and "target_speedup=" not in seen["custom"]["query"], seen
+    assert {"warmup", "n_small", "n_large", "target_speedup"} <= set(prompt_inputs), prompt_inputs  # still sent, as before
+    assert kf_states == {"semantic": ["manual"], "uniform": ["manual", "threshold"], "manual": ["budget", "threshold"]}, kf_states
+    assert not [m for m in console if m.startswith("pageerror")], console
+
+
+def test_a_cached_rerun_shows_its_realised_map_through_stats(server):
+    """Re-queued unchanged in a fresh page, the prompt comes from ComfyUI's cache: no run, so no event; ComfyUI replays
+    RhymeFlow Stats' ui output, and the widget draws the realised map from it (the same dict as the event)."""
+    workflow = json.loads(WORKFLOW.read_text())
+    sampler_id = next(n["id"] for n in workflow["nodes"] if n["type"] == SAMPLER)
+    sel = f'{CANVAS}[data-node-id="{sampler_id}"]'
+    with _browser_page(server, "cached_console.log") as (page, console):
+        _load_workflow(page, workflow, sampler_id, SAMPLER)
+        first = _finished_run(server, _queue(page))  # a run, or already a cache hit after the tests above
+        page.reload(wait_until="domcontentloaded")
+        page.wait_for_function("(names) => names.every(n => window.comfyAPI?.app?.app?.extensions?.some(e => e.name === n))",
+                               arg=list(EXTENSIONS), timeout=120_000)
+        _load_workflow(page, workflow, sampler_id, SAMPLER)
+        page.keyboard.press("Escape")
+        page.evaluate(RECORD_STATS_EVENTS_JS)
+        second = _finished_run(server, _queue(page))
+        _wait(page, f'{sel}[data-view="realised"]', 60_000)
+        events = page.evaluate("() => window.__rhymeflowStatsEvents")
+        shown = page.eval_on_selector(sel, "c => ({...c.dataset})")
+    assert first["status"]["completed"] and second["status"]["completed"]
+    cached = [m for m in second["status"]["messages"] if m[0] == "execution_cached"]
+    assert cached and str(sampler_id) in cached[0][1]["nodes"], second["status"]["messages"]
+    assert events == [], events
+    record = second["outputs"][str(next(n["id"] for n in workflow["nodes"] if n["type"] == STATS))]["rhymeflow_stats"][0]
+    assert shown["keyframes"] == ",".join(map(str, record["keyframes"])) and int(shown["steps"]) == len(record["roles"][0])
     assert not [m for m in console if m.startswith("pageerror")], console

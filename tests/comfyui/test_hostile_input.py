@@ -219,7 +219,7 @@ def schedule_files(server) -> dict:
     (inp / "secret_link.json").symlink_to(secret)
     with open(out / "huge.json", "wb") as f:
         f.truncate(2 * 1024 ** 3)
-    valid = {"format": "asymrnr-schedule", "version": 1, "cache_steps": 3, "dst_stride": [1, 2, 2],
+    valid = {"format": "asymrnr-schedule", "version": 2, "family": None, "tokens": None, "cache_steps": 3, "dst_stride": [1, 2, 2],
              "q": [[0.1, 0.1]], "kv": [[0.1, 0.1]], "meta": {}}
     bad = {"list.json": [valid], "no_q.json": {k: v for k, v in valid.items() if k != "q"},
            "cache_steps.json": valid | {"cache_steps": 10 ** 12}, "stride.json": valid | {"dst_stride": [1, 100000, 2]},
@@ -287,6 +287,9 @@ def test_schedule_writer_refuses_an_empty_prefix(server, clean):
     ("strategy=uniform&threshold=1e9", "threshold=1000000000.0 is a cosine similarity and must lie in [-1, 1]"),
     ("strategy=manual&manual=0-30000000", "names a frame beyond 511"),
     ("frames=" + "9" * 4000, "... (4000 characters) must lie in 2..512"),
+    ("scheduler=" + "x" * 4000, "is not known; accepted: simple, "),
+    ("steps=1000&denoise=0.05", "means 20000 scheduler steps; at most 10000"),
+    ("start_step=30&end_step=30", "start_step=30 must be below end_step=30"),
 ])
 def test_step_map_route_refuses_what_the_node_refuses(server, query, fragment):
     t0 = time.monotonic()

@@ -88,7 +88,13 @@ def test_object_info_lists_our_nodes(object_info, server):
         for name, spec in object_info[n]["input"]["required"].items():
             assert (spec[1] if len(spec) > 1 else {}).get("tooltip"), f"{n}.{name} has no tooltip"
     assert object_info["RhymeFlowStats"]["output_node"] and object_info["RhymeFlowCompare"]["output_node"]
-    assert object_info["RhymeFlowAsyncSampler"]["input"]["required"]["warmup"][1]["advanced"] is True
+    # the custom-schedule inputs show exactly while preset custom reads them (presets.PRESET_INPUTS, web/input_rules.js)
+    sampler = object_info["RhymeFlowAsyncSampler"]["input"]["required"]
+    assert sampler["preset"][1]["rhymeflow_uses"]["custom"] == ["warmup", "n_small", "n_large"]
+    assert sampler["preset"][1]["rhymeflow_uses"]["paper"] == [] and not sampler["warmup"][1].get("advanced")
+    accelerate = object_info["RhymeFlowAccelerate"]["input"]
+    assert accelerate["required"]["preset"][1]["rhymeflow_uses"]["target"] == ["target_speedup"]
+    assert accelerate["optional"]["keyframes"][1]["rhymeflow_overrides"] == ["strategy", "budget"]
     assert "IMPORT FAILED" not in "\n".join(l for l in server.log().splitlines() if "rhymeflow" in l)
 
 
