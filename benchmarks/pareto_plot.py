@@ -29,6 +29,13 @@ def family(name: str) -> str:
 CURVES = ("dense-k", "EasyCache (core)", "RhymeFlow target (step caching)")  # drawn as lines: a sweep of one knob
 
 
+def short_label(name: str, fam: str) -> str:
+    """``rhymeflow paper (Tw5 2-3 M4) kv quadratic`` -> ``paper quadratic``; combinations end in ``+A``."""
+    head = name.replace("rhymeflow ", "").split(" (")[0]
+    tail = name.split(")")[-1].replace(" kv", "").replace(" + asymrnr", "").replace("adaptive", "").strip() if ")" in name else ""
+    return (head + (" " + tail if tail else "") + (" +A" if "asymrnr" in name and fam != "AsymRnR" else "")).strip()
+
+
 def write_csv(rows: list[dict], path: Path) -> None:
     keys = [k for k in rows[0] if not isinstance(rows[0][k], (list, dict))]
     for r in rows[1:]:
@@ -63,7 +70,7 @@ def write_plot(rows: list[dict], title: str, path: Path) -> bool:
             ax.plot(xs, ys, "-o" if fam in CURVES else "o", color=colour, label=fam, markersize=6, linewidth=1.5)
             if fam not in CURVES:
                 for x, y, name in pts:
-                    ax.annotate(name.replace("rhymeflow ", "").split(" (")[0] + (" +A" if "asymrnr" in name and fam != "AsymRnR" else ""),
+                    ax.annotate(short_label(name, fam),
                                 (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=colour)
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
