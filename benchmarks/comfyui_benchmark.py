@@ -440,8 +440,10 @@ def main(argv: list[str] | None = None) -> None:
     path.write_text(json.dumps(report, indent=2))
     rows = [r for r in report["rows"] if r.get("flop_ratio") is not None]
     write_csv(report["rows"], args.out / "comfyui_benchmark.csv")
-    write_plot(rows, f"ComfyUI {comfyui_version.__version__}, test bed, {args.steps} steps, {args.frames} latent frames, "
-               f"{args.videos} videos: PSNR vs dense euler-{args.steps}", args.out / "pareto.png")
+    if not write_plot(rows, f"ComfyUI {comfyui_version.__version__}, test bed, {args.steps} steps, {args.frames} latent frames, "
+                      f"{args.videos} videos: PSNR vs dense euler-{args.steps}", args.out / "pareto.png"):
+        print("(matplotlib is not installed in this interpreter: no plot; draw it from the JSON with the repo's "
+              "benchmarks/pareto_plot.py under a python that has it)")
     print(f"\nwrote {path} ({elapsed:.0f} s)")
 
 
