@@ -54,7 +54,7 @@ class RhymeFlowAccelerate(io.ComfyNode):
                                tooltip="Storage dtype of the context cache; auto keeps the model's dtype."),
                 Keyframes.Input("keyframes", optional=True, extra_dict={OVERRIDES: ["strategy", "budget"]},
                                 tooltip="Optional RhymeFlow Keyframes (manual picks, threshold); overrides strategy and budget."),
-                io.Boolean.Input("adaptive", default=False,
+                io.Boolean.Input("adaptive", default=False, optional=True,
                                  tooltip="Re-choose keyframes at every sync point: the frames whose prediction moved most since "
                                          "the last full pass (same count, same cost). Measured neutral on the test bed."),
             ],
