@@ -70,21 +70,25 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(10 * torch.log10(peak**2 / (a - b).pow(2).mean().clamp_min(1e-20)))
 
 
-def _async(pack, model, conds, plan):
-    """The Async Sampler path (SamplerCustomAdvanced shape) with euler keyframes and linear projection."""
+def _guided(model, conds, sampler):
+    """``model`` sampled by ``sampler`` the way SamplerCustomAdvanced does (CFGGuider, simple sigmas, seed 0)."""
     import comfy.sample
     import comfy.samplers
 
+    guider = comfy.samplers.CFGGuider(model)
+    guider.set_conds(*conds)
+    guider.set_cfg(CFG)
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "simple", STEPS).cpu()
+    latent = _latent()["samples"]
+    return guider.sample(comfy.sample.prepare_noise(latent, 0), latent, sampler, sigmas, disable_pbar=True, seed=0)
+
+
+def _async(pack, model, conds, plan):
+    """The Async Sampler path (SamplerCustomAdvanced shape) with euler keyframes and linear projection."""
     m = pack.patch_node.execute(model, context_mode="kv", placement="device", cache_dtype="auto").args[0]
     sampler = pack.sampler_node.execute(keyframes=plan, preset="paper", warmup=5, n_small=2, n_large=3,
                                         keyframe_solver="euler", projection="linear").args[0]
-    guider = comfy.samplers.CFGGuider(m)
-    guider.set_conds(*conds)
-    guider.set_cfg(CFG)
-    sigmas = comfy.samplers.calculate_sigmas(m.get_model_object("model_sampling"), "simple", STEPS).cpu()
-    latent = _latent()["samples"]
-    out = guider.sample(comfy.sample.prepare_noise(latent, 0), latent, sampler, sigmas, disable_pbar=True, seed=0)
-    return out, pack.glue.holder_of(m).last_result
+    return _guided(m, conds, sampler), pack.glue.holder_of(m).last_result
 
 
 def _plan(pack):
@@ -274,7 +278,6 @@ def test_refusals_name_the_node_and_what_works(pack, testbed, conds):
 def test_step_caching_under_euler_equals_the_async_loop_on_the_same_schedule(pack, pack_import, testbed, conds):
     """preset=target past the paper's speed-up thins the steps; a reused step returns every frame's held x0, which under
     euler is one step over the merged interval: the Async loop on the same schedule gives the same video."""
-    import comfy.sample
     import comfy.samplers
 
     model = _accelerate(pack, testbed, preset="target", target_speedup=2.5)
@@ -285,11 +288,6 @@ def test_step_caching_under_euler_equals_the_async_loop_on_the_same_schedule(pac
     patched = pack.patch_node.execute(testbed, context_mode="kv", placement="device", cache_dtype="auto").args[0]
     sampler = comfy.samplers.KSAMPLER(pack_import("rhymeflow_core.sampler").sample_rhymeflow, extra_options={
         "plan": _plan(pack), "schedule": result.schedule, "keyframe_solver": "euler", "projection": "linear"})
-    guider = comfy.samplers.CFGGuider(patched)
-    guider.set_conds(*conds)
-    guider.set_cfg(CFG)
-    sigmas = comfy.samplers.calculate_sigmas(patched.get_model_object("model_sampling"), "simple", STEPS).cpu()
-    latent = _latent()["samples"]
-    theirs = guider.sample(comfy.sample.prepare_noise(latent, 0), latent, sampler, sigmas, disable_pbar=True, seed=0)
+    theirs = _guided(patched, conds, sampler)
     assert pack.glue.holder_of(patched).last_result.roles == result.roles
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
