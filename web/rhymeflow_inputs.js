@@ -10,23 +10,9 @@
  */
 import { app } from "../../scripts/app.js";
 import { ignoredInputs, rulesFromNodeDef } from "./input_rules.js";
+import { chain } from "./prototype_chain.js";
 
 /** @typedef {import("@comfyorg/comfyui-frontend-types").ComfyExtension} ComfyExtension */
-
-/**
- * Chain a prototype method: ``after`` runs after the original, with its ``this``.
- * @param {any} proto
- * @param {string} name
- * @param {(this: any, ...args: any[]) => void} after
- */
-function chain(proto, name, after) {
-  const original = proto[name];
-  proto[name] = function (/** @type {any[]} */ ...args) {
-    const r = original?.apply(this, args);
-    after.apply(this, args);
-    return r;
-  };
-}
 
 /**
  * Apply the rules to ``node``'s widgets; resize the node when what shows changed.

@@ -21,6 +21,7 @@
  */
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { chain } from "./prototype_chain.js";
 import {
   DEFAULT_FRAMES,
   DEFAULT_SHIFT,
@@ -117,21 +118,6 @@ function keyframesNodeOf(node) {
   if (slot < 0) return null;
   const src = node.getInputNode(slot);
   return src && (src.type === KEYFRAMES || /** @type {any} */ (src).comfyClass === KEYFRAMES) ? src : null;
-}
-
-/**
- * Chain a prototype method: ``after`` runs after the original, with its ``this``.
- * @param {any} proto
- * @param {string} name
- * @param {(this: any, ...args: any[]) => void} after
- */
-function chain(proto, name, after) {
-  const original = proto[name];
-  proto[name] = function (/** @type {any[]} */ ...args) {
-    const r = original?.apply(this, args);
-    after.apply(this, args);
-    return r;
-  };
 }
 
 class StepMapWidget {
