@@ -80,10 +80,12 @@ def dense(steps: int, name: str | None = None) -> Method:
     return Method(name or f"dense-{steps}", run, steps, ideal=None)
 
 
-def rhymeflow(steps: int, preset: str, budget: int, context: str = "kv", projection: str = "linear",
+def rhymeflow(steps: int, preset: str, budget: int, context: str = "kv", projection: str = "quadratic",
               solver: str = "euler", dims: ModelDims | None = None, asymrnr: ReductionSchedule | None = None,
               target: float | None = None, adaptive: bool = False) -> Method:
-    """A RhymeFlow row: a named preset, or (``target``) the target knob's schedule for this model's dims."""
+    """A RhymeFlow row: a named preset, or (``target``) the target knob's schedule for this model's dims.
+
+    Defaults are the Async Sampler node's (quadratic projection, Euler keyframes); the label names what differs."""
     sigmas = simple_sigmas(steps, TRAIN_SHIFT)
     if target is not None:
         schedule = target_schedule(target, sigmas.tolist(), "wan", dims, budget, context == "kv")
@@ -94,7 +96,7 @@ def rhymeflow(steps: int, preset: str, budget: int, context: str = "kv", project
     config = PatchConfig(context_mode=context)
     passes = f" P{schedule.passes}" if schedule.passes else ""
     label = f"rhymeflow {preset} (Tw{schedule.warmup} {schedule.n_small}-{schedule.n_large}{passes} M{budget}) {context}"
-    label += f" {projection}" if projection != "linear" else ""
+    label += f" {projection}" if projection != "quadratic" else ""
     label += f" {solver}" if solver != "euler" else ""
     label += " adaptive" if adaptive else ""
     label += " + asymrnr" if asymrnr is not None else ""
@@ -300,7 +302,7 @@ def main(argv: list[str] | None = None) -> None:
         jobs = [Job(cls=i % len(CLASSES), seed=i, frames=args.frames, steps=steps) for i in range(args.videos)]
         methods = [dense(steps),
                    rhymeflow(steps, "paper", args.budget, "kv", dims=dims),
-                   rhymeflow(steps, "paper", args.budget, "kv", projection="quadratic", dims=dims),
+                   rhymeflow(steps, "paper", args.budget, "kv", projection="linear", dims=dims),
                    rhymeflow(steps, "paper", args.budget, "kv", solver="ab2", dims=dims),
                    rhymeflow(steps, "fast", args.budget, "kv", dims=dims)]
         methods += [rhymeflow(steps, "", args.budget, "kv", dims=dims, target=t) for t in args.targets]

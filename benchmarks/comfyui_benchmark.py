@@ -8,7 +8,7 @@ Run from the repo root with ComfyUI's interpreter (ComfyUI is found through ``CO
 Prints one table and writes ``out/comfyui_benchmark/comfyui_benchmark.json``. Everything runs in this process,
 without a server, through ComfyUI's own code, the way the example workflow wires it:
 UNETLoader (``comfy.sd.load_diffusion_model`` on the test-bed checkpoint) -> ModelSamplingSD3 shift 3.0 ->
-[method's model patch] -> CFGGuider cfg 3.0 with the test-bed conditioning -> BasicScheduler simple ->
+[method's model patch] -> CFGGuider (the test bed's SAMPLE_CFG) with the test-bed conditioning -> BasicScheduler simple ->
 RandomNoise -> ``guider.sample(...)`` (what SamplerCustomAdvanced calls, minus its preview callback) ->
 RhymeFlow Test-bed Decode. ComfyUI's nodes are called through their own ``execute``/``patch`` functions; the
 pack is imported the way ComfyUI imports it (a package from the repo root's ``__init__.py``).
@@ -54,12 +54,14 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.append(str(ROOT))  # after ComfyUI's root (set_up_comfyui): ComfyUI's nodes.py must win over our nodes/
 from pareto_plot import write_csv, write_plot  # noqa: E402
+from rhymeflow_core.testbed.model_io import SAMPLE_CFG, TRAIN_SHIFT  # noqa: E402  (plain constants, no pack state)
 
 COMFYUI_ROOT = Path(os.environ.get("COMFYUI_PATH", "/opt/comfyui")).expanduser().resolve()
 PACK = "rhymeflow_pack"
 DEFAULT_CHECKPOINT = ROOT / "rhymeflow_core" / "testbed" / "weights" / "testbed_wan.safetensors"
-SHIFT, CFG, SCHEDULER = 3.0, 3.0, "simple"
+SHIFT, CFG, SCHEDULER = TRAIN_SHIFT, SAMPLE_CFG, "simple"  # the test bed's, as every benchmark samples it
 EASYCACHE_START, EASYCACHE_END = 0.15, 0.95  # the EasyCache node's defaults
 MIN_STEPS, MIN_FRAMES, MAX_FRAMES = 10, 3, 21  # RhymeFlow's minimum steps; the test-bed latent's frame range
 NOT_COMBINED = ("EasyCache + RhymeFlow is not a row: the RhymeFlow Async Sampler refuses a MODEL that also has EasyCache "
@@ -240,7 +242,7 @@ class Bench:
         plan = pack.kf_node.execute(strategy="semantic", budget=a.budget, threshold=0.98, manual="", force_first=True,
                                     force_last=True).args[0]
         sampler = pack.sampler_node.execute(keyframes=plan, preset=preset, warmup=5, n_small=2, n_large=3,
-                                            keyframe_solver="euler", projection="linear").args[0]
+                                            keyframe_solver="euler", projection="quadratic").args[0]  # the node's default
         sched = pack.presets.preset_schedule(preset, pack.flow.simple_sigmas(a.steps, SHIFT))
         holder = pack.glue.holder_of(patched)
 

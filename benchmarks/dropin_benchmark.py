@@ -1,12 +1,16 @@
 """The drop-in benchmark: RhymeFlow Accelerate in a plain KSampler graph, per sampler and per composition.
 
+Compositions (``rhymeflow_core.testbed.compositions``, the patches the composition tests build): the two-expert
+KSamplerAdvanced shape, a random LoRA, core TorchCompileModel's wrapper (eager backend), another pack's attention
+override (pass-through) and AsymRnR, each before the node; EasyCache and context windows are refused (tests).
+
 Run from the repo root with ComfyUI's interpreter::
 
     OMP_NUM_THREADS=2 /opt/comfyui/.venv/bin/python benchmarks/dropin_benchmark.py [--steps 30] [--frames 16]
 
 Graph (the Wan 2.1 T2V template's shape on the test bed): UNETLoader (test-bed checkpoint) -> ModelSamplingSD3
 shift 3 -> [patch] -> [RhymeFlow Accelerate, preset paper, semantic keyframes] -> KSampler (``common_ksampler``,
-scheduler simple, cfg 3) -> RhymeFlow Test-bed Decode. Each row is compared with the dense run of the *same*
+scheduler simple, the test bed's CFG) -> RhymeFlow Test-bed Decode. Each row is compared with the dense run of the *same*
 graph without the Accelerate node (same sampler, same patch), so a row's PSNR is what the node costs there.
 
 Columns: wall-clock speed-up (median over ``--videos`` back-to-back dense/accelerated pairs), pixel PSNR mean /
@@ -25,7 +29,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLERS = ("euler", "uni_pc", "dpmpp_2m", "res_multistep", "deis", "heun")
-CFG = 3.0
 
 
 def _setup():
@@ -48,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "dropin_benchmark")
     a = ap.parse_args(argv)
     bench, pack, dropin = _setup()
+    from rhymeflow_core.testbed import compositions
     import comfy.sd
     import nodes as comfy_nodes
     import torch
@@ -67,30 +71,54 @@ def main(argv: list[str] | None = None) -> None:
     def sample(model, sampler, video):
         cls = pack.classes[video % len(pack.classes)]
         latent = {"samples": torch.zeros(1, 16, a.frames, 16, 16)}
-        out = comfy_nodes.common_ksampler(model, video, a.steps, CFG, sampler, "simple", *conds[cls], latent)[0]["samples"]
+        out = comfy_nodes.common_ksampler(model, video, a.steps, bench.CFG, sampler, "simple", *conds[cls], latent)[0]["samples"]
         return pack.tb.RhymeFlowTestbedDecode.execute({"samples": out}).args[0].permute(3, 0, 1, 2)
 
-    rows = [(f"KSampler {s}", s, base) for s in a.samplers]
-    rows += [("uni_pc + AsymRnR (testbed 0.3)", "uni_pc", asym(base))]
+    @torch.inference_mode()
+    def two_experts(models, sampler, video):
+        """Wan 2.2 A14B's template shape: KSamplerAdvanced high-noise half with leftover noise, then the low-noise
+        half without added noise; the test bed stands in for both experts (one node per expert, as in the template)."""
+        cls, switch = pack.classes[video % len(pack.classes)], a.steps // 2
+        latent = {"samples": torch.zeros(1, 16, a.frames, 16, 16)}
+        mid = comfy_nodes.common_ksampler(models[0], video, a.steps, bench.CFG, sampler, "simple", *conds[cls], latent,
+                                          start_step=0, last_step=switch, force_full_denoise=False)[0]
+        out = comfy_nodes.common_ksampler(models[1], video, a.steps, bench.CFG, sampler, "simple", *conds[cls], mid,
+                                          disable_noise=True, start_step=switch, last_step=10000, force_full_denoise=True)[0]
+        return pack.tb.RhymeFlowTestbedDecode.execute({"samples": out["samples"]}).args[0].permute(3, 0, 1, 2)
+
+    def one(model, sampler, video):
+        return sample(model, sampler, video)
+
+    # (row, sampler, the graph's MODEL(s) without our node, how a video is sampled); compositions put the other
+    # pack's patch before Accelerate, the order the README gives (tests/comfyui/test_dropin_compositions.py: both work)
+    rows = [(f"KSampler {s}", s, base, one) for s in a.samplers]
+    rows += [("two experts, KSamplerAdvanced uni_pc", "uni_pc", (base, base), two_experts),
+             ("uni_pc + LoRA (random rank 4)", "uni_pc", compositions.random_lora(base, 1.0), one),
+             ("uni_pc + TorchCompileModel (eager)", "uni_pc", compositions.torch_compiled(base), one),
+             ("uni_pc + attention override", "uni_pc", compositions.with_attention_override(base), one),
+             ("uni_pc + AsymRnR (testbed 0.3)", "uni_pc", asym(base), one)]
     results = []
-    for name, sampler, model in rows:
-        fast = accelerate(model)
+    for name, sampler, model, run in rows:
+        fast = tuple(accelerate(m) for m in model) if isinstance(model, tuple) else accelerate(model)
         psnr, times = [], {"dense": [], "dropin": []}
         for video in range(a.videos):  # each video times one dense and one accelerated run, back to back
             out = {}
             for key, m in (("dense", model), ("dropin", fast)):
                 t0 = time.perf_counter()
-                out[key] = sample(m, sampler, video)
+                out[key] = run(m, sampler, video)
                 times[key].append(time.perf_counter() - t0)
             psnr.append(pack.metrics.psnr_per_frame(out["dense"], out["dropin"]))
-        result = pack.glue.holder_of(fast).last_result
+        runs = [pack.glue.holder_of(f).last_result for f in (fast if isinstance(fast, tuple) else (fast,))]
+        steps = [len(r.roles[0]) for r in runs]  # two experts: each node's run prices its own slice of the steps
         p = torch.cat(psnr)
         row = {"row": name, "speedup": round(statistics.median(times["dense"]) / statistics.median(times["dropin"]), 3),
-               "psnr_mean": round(float(p.mean()), 2), "psnr_worst": round(float(p.min()), 2), "calls": result.calls,
-               "full_passes": result.full_passes, "keyframe_passes": result.keyframe_passes,
-               "flop_ideal": round(result.flop_speedup, 3), "keyframes": result.keyframes}
+               "psnr_mean": round(float(p.mean()), 2), "psnr_worst": round(float(p.min()), 2),
+               "calls": {k: sum(r.calls[k] for r in runs) for k in runs[0].calls},
+               "full_passes": sum(r.full_passes for r in runs), "keyframe_passes": sum(r.keyframe_passes for r in runs),
+               "flop_ideal": round(sum(steps) / sum(n / r.flop_speedup for n, r in zip(steps, runs)), 3),
+               "keyframes": runs[0].keyframes}
         results.append(row)
-        print(f"{name:34s} speed-up {row['speedup']:5.2f}x  PSNR {row['psnr_mean']:6.2f} (worst {row['psnr_worst']:6.2f}) dB  "
+        print(f"{name:38s} speed-up {row['speedup']:5.2f}x  PSNR {row['psnr_mean']:6.2f} (worst {row['psnr_worst']:6.2f}) dB  "
               f"calls {row['calls']}  FLOP-ideal {row['flop_ideal']:.2f}x", flush=True)
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "dropin_benchmark.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(a).items()},

@@ -62,6 +62,13 @@ class ContextCache:
         """Bytes held (per-branch chunks of a batched record share its memory: counted once)."""
         return sum(t.numel() * t.element_size() for ts in self._store.values() for t in ts)
 
+    def drop(self, which) -> None:
+        """Forget the entries whose key ``which(key)`` is true (e.g. a full pass's velocity once it is too old)."""
+        for key in [k for k in self._store if which(k[0])]:
+            del self._store[key]
+        for key in [k for k in self._batched if which(k[0])]:
+            del self._batched[key]
+
     def clear(self) -> None:
         self._store.clear()
         self._batched.clear()

@@ -14,17 +14,23 @@ Nothing here moves the latent; the user's sampler does. Three public hooks answe
 
 Why returning the held x0 is sound for any sampler: for a flow model ``x = x0 + sigma * v``; with x0
 and v fixed (those of the sync pass) that is the straight line along which the paper projects
-skipped frames. Every deterministic ComfyUI solver integrates such a field exactly: Euler-type and
-linear multistep solvers in sigma (euler, heun, deis, ipndm) see the constant velocity ``v`` and
-exponential integrators in log-SNR (uni_pc, dpmpp_2m, res_multistep) see a constant x0, the case they
-are exact for. So within a group non-keyframes follow the paper's linear projection; multistep solvers
-additionally keep the previous sync's x0 in their history, which bends the path the way the Async
-Sampler's ``quadratic`` projection does. Keyframes get the user's solver on real keyframe-only passes.
+skipped frames (``projection="linear"``). Every deterministic ComfyUI solver integrates such a field
+exactly: Euler-type and linear multistep solvers in sigma (euler, heun, deis, ipndm) see the constant
+velocity ``v`` and exponential integrators in log-SNR (uni_pc, dpmpp_2m, res_multistep) see a constant
+x0, the case they are exact for. So within a group non-keyframes follow the paper's linear projection;
+multistep solvers additionally keep the previous sync's x0 in their history. ``projection="quadratic"``
+(the default, as on the Async Sampler) bends the held field the way ``projection.py`` does: with the
+curvature ``a = (v_i - v_p) / (sigma_i - sigma_p)`` of the velocities at the sync pass ``i`` and the
+full pass before it ``p``, the velocity ``v(sigma) = v_i + a (sigma - sigma_i)`` integrates to the
+quadratic projection, and ``x = x0 + sigma * v`` along that path gives the returned prediction
+``x0(sigma) = x0_i - a (sigma^2 - sigma_i^2) / 2``, again independent of the sampler's state, so every
+solver integrates it with its own order. Keyframes get the user's solver on real keyframe-only passes.
 Ancestral and SDE samplers add noise to every frame; their non-keyframes are pulled back towards the
 held x0 (what "x0 held" means under noise), an approximation the tests do not cover.
 
-With ``euler`` this equals the Async Sampler with ``keyframe_solver=euler`` and ``projection=linear`` to
-float tolerance (tested). CFG: every branch (cond/uncond, batched or separate calls) holds its own x0
+With ``euler`` and ``projection="linear"`` this equals the Async Sampler with ``keyframe_solver=euler`` and
+``projection=linear`` to float tolerance (tested); with ``quadratic`` the Async Sampler jumps along the
+closed form where Euler steps along it, the same path to first order in the step. CFG: every branch (cond/uncond, batched or separate calls) holds its own x0
 (``ContextCache`` keeps per-branch entries), so any CFG function combines held predictions as it would
 real ones.
 """
@@ -38,10 +44,12 @@ import torch
 from .engine import Engine, check_video_latent, resolve_schedule, run_target
 from .keyframes import KeyframePlan
 from .patch import KEY, PatchConfig, RhymeFlowHolder, apply_model_wrapper
+from .projection import PROJECTIONS
 from .presets import DEFAULT_TARGET, TARGET
 from .schedule import ScheduleConfig
 
-HELD = ("dropin", "x0")  # context-cache key of the non-keyframes' held x0 prediction
+HELD = ("dropin", "x0")  # context-cache key of the non-keyframes' held x0 prediction (and, quadratic, its curvature)
+VELOCITY = "dropin-velocity"  # context-cache key prefix of a full pass's velocity, every frame: (VELOCITY, step)
 LAST = ("dropin", "last")  # context-cache key of the last pass's output, every frame (what a reused step returns)
 
 
@@ -54,6 +62,7 @@ class DropinConfig:
     custom: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(warmup=5))  # used when preset == "custom"
     target_speedup: float = DEFAULT_TARGET  # used when preset == "target"
     adaptive: bool = False  # re-choose keyframes at sync points from measured drift (engine.Engine)
+    projection: str = "quadratic"  # how the held prediction moves non-keyframes between sync points (module docstring)
     node: str = "RhymeFlow drop-in"  # the display name run-time errors start with (nodes/ passes its own)
     node_id: str | None = None  # the node's id in the graph, so the UI gives the result to that node's widget
     report: Callable[[dict], None] | None = None  # where a finished run's ``RunResult.to_dict()`` goes (the UI event)
@@ -67,10 +76,11 @@ class DropinHolder(RhymeFlowHolder):
         self.dropin = dropin
         self.warm_x0: torch.Tensor | None = None  # guided x0 of the last warm-up step (post-CFG)
         self.warm_x0_branch: torch.Tensor | None = None  # the same from the model call, if no CFG function ran
+        self.held_sigma: float | None = None  # sigma of the sync pass whose prediction is held (quadratic projection)
 
     def end_run(self) -> None:
         super().end_run()
-        self.warm_x0 = self.warm_x0_branch = None
+        self.warm_x0 = self.warm_x0_branch = self.held_sigma = None
 
     def __deepcopy__(self, memo):  # ModelPatcher.clone() deep-copies model_options: share nothing per-run
         return DropinHolder(self.config, self.adapter, self.dropin)
@@ -101,7 +111,7 @@ def sampler_sample_wrapper(executor, guider, sigmas, extra_args, callback, noise
         schedule = _check_run(holder, guider, executor.class_obj, extra_args.get("model_options", {}), noise, sigmas)
         engine = Engine(holder, sigmas.tolist(), noise.shape[2], schedule, cfg.plan,  # validates the plan on these frames
                         settings={"entry": "dropin", "node": cfg.node_id, "sampler": name, "preset": cfg.preset,
-                                  "strategy": cfg.plan.strategy,
+                                  "projection": cfg.projection, "strategy": cfg.plan.strategy,
                                   "target_speedup": cfg.target_speedup if cfg.preset == TARGET else None},
                         adaptive=cfg.adaptive)
     except ValueError as exc:
@@ -172,11 +182,41 @@ def apply_model_wrapper_dropin(executor, x, t, c_concat=None, c_crossattn=None, 
     out = apply_model_wrapper(executor, x, t, c_concat, c_crossattn, control, to, **kwargs)
     if mode == "full" and step == engine.last_warmup_step:
         holder.warm_x0_branch = out.chunk(len(branches))[0].detach()
-    elif mode == "record":
-        engine.run.cache.put(HELD, branches, (out.index_select(2, engine.other_frames(out.device)),))
+    sigma = float(t.max())
+    quadratic = holder.dropin.projection == "quadratic"
+    if quadratic and mode in ("full", "record"):
+        _keep_velocity(engine, branches, step, (x - out) / sigma)
+    if mode == "record":
+        other = engine.other_frames(out.device)
+        held = (out.index_select(2, other),)
+        if quadratic:
+            held += (_curvature(engine, branches, step, sigma, out, other),)
+            holder.held_sigma = sigma
+        engine.run.cache.put(HELD, branches, held)
     elif mode == "keyframe":
-        (held,) = engine.run.cache.get(HELD, branches, out.device, out.dtype)
-        out.index_copy_(2, engine.other_frames(out.device), held)
+        held = engine.run.cache.get(HELD, branches, out.device, out.dtype)
+        x0 = held[0] if not quadratic else held[0] - held[1] * (0.5 * (sigma * sigma - holder.held_sigma ** 2))
+        out.index_copy_(2, engine.other_frames(out.device), x0)
     if engine.schedule.passes:
         engine.run.cache.put(LAST, branches, (out,))
     return out
+
+
+def _keep_velocity(engine: Engine, branches: list, step: int, v: torch.Tensor) -> None:
+    """Cache a full pass's velocity; only this one and the full pass's before it are ever needed."""
+    cache, prev = engine.run.cache, engine.previous_full_pass(step)
+    cache.put((VELOCITY, step), branches, (v,))
+    oldest = step if prev is None else prev
+    cache.drop(lambda key: isinstance(key, tuple) and key[0] == VELOCITY and key[1] < oldest)
+
+
+def _curvature(engine: Engine, branches: list, step: int, sigma: float, out: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """``dv/dsigma`` of the non-keyframes between the full pass before sync step ``step`` and this one (zero if
+    there is none), from the velocities ``_keep_velocity`` cached."""
+    cache = engine.run.cache
+    prev = engine.previous_full_pass(step)
+    (v,) = cache.get((VELOCITY, step), branches, out.device, out.dtype)
+    if prev is None:
+        return torch.zeros_like(v.index_select(2, other))
+    (v_prev,) = cache.get((VELOCITY, prev), branches, out.device, out.dtype)
+    return (v - v_prev).index_select(2, other) / (sigma - engine.sigmas[prev])

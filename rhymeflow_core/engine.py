@@ -169,6 +169,10 @@ class Engine:
         """The pass step after pass step ``step`` (``steps`` after the last): a solver step spans the reused ones."""
         return self._next_pass[step]
 
+    def previous_full_pass(self, step: int) -> int | None:
+        """The last full pass (warm-up or sync) before ``step``, or ``None``: the quadratic projection's second velocity."""
+        return next((k for k in range(step - 1, -1, -1) if self._modes[k] in ("full", "record")), None)
+
     def group_end(self, step: int) -> int:
         """First step after the group that holds ``step`` (a post-warm-up step)."""
         return self._group_end[step]

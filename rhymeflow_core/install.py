@@ -15,6 +15,7 @@ import logging
 from . import adapters
 from .dropin import DropinConfig, DropinHolder, apply_model_wrapper_dropin, post_cfg_capture, sampler_sample_wrapper
 from .engine import check_flow
+from .projection import PROJECTIONS
 from .patch import KEY, BlockPatch, PatchConfig, RhymeFlowHolder, apply_model_wrapper
 
 log = logging.getLogger("rhymeflow")
@@ -98,6 +99,8 @@ def accelerate_model(model, config: PatchConfig, dropin: DropinConfig):
     import comfy.patcher_extension
 
     _check_unpatched(model)
+    if dropin.projection not in PROJECTIONS:
+        raise ValueError(f"input 'projection': {dropin.projection!r} is not one of {', '.join(PROJECTIONS)}")
     try:
         check_flow(model.get_model_object("model_sampling"))
     except ValueError as exc:

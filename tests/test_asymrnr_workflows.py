@@ -1,4 +1,4 @@
-"""The per-family RhymeFlow + AsymRnR example workflows (``rhymeflow_<family>_asymrnr.json``), checked without ComfyUI.
+"""The per-family RhymeFlow + AsymRnR example workflows (``<model> with RhymeFlow and AsymRnR ....json``), checked without ComfyUI.
 
 ``tests/test_workflows.py`` checks their structure like every shipped workflow (and the real-ComfyUI tier validates
 them against a live ``/object_info``); here: AsymRnR Token Reduction sits right before RhymeFlow Accelerate (so
@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FAMILIES = ("wan", "hunyuan_video", "ltxv", "mochi")
+WORKFLOWS = {"wan": "Wan 2.1 T2V 1.3B with RhymeFlow and AsymRnR (KSampler)", "hunyuan_video": "HunyuanVideo T2V with RhymeFlow and AsymRnR",
+             "ltxv": "LTX Video T2V with RhymeFlow and AsymRnR (SamplerCustom)", "mochi": "Mochi T2V with RhymeFlow and AsymRnR (KSampler)"}
+FAMILIES = tuple(WORKFLOWS)
 SAMPLERS = {"KSampler", "SamplerCustom", "BasicGuider"}
 
 
 def _load(family: str):
-    wf = json.loads((ROOT / "example_workflows" / f"rhymeflow_{family}_asymrnr.json").read_text())
+    wf = json.loads((ROOT / "example_workflows" / f"{WORKFLOWS[family]}.json").read_text())
     nodes = {n["id"]: n for n in wf["nodes"]}
     links = {lk[0]: lk for lk in wf["links"]}
     return wf, nodes, links

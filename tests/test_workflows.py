@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import sys
 import uuid
 from pathlib import Path
 
@@ -174,21 +175,37 @@ def test_our_schemas_are_found():
             "RhymeFlowTestbedConditioning", "RhymeFlowTestbedEmptyLatent", "RhymeFlowTestbedDecode"} <= set(ours)
     assert all(k.startswith("RhymeFlow") for k in ours)
     assert ours["RhymeFlowAsyncSampler"] == ({"keyframes": "RHYMEFLOW_KEYFRAMES"}, ["SAMPLER"], 8)
-    assert ours["RhymeFlowAccelerate"] == ({"model": "MODEL", "keyframes": "RHYMEFLOW_KEYFRAMES"}, ["MODEL"], 11)
+    assert ours["RhymeFlowAccelerate"] == ({"model": "MODEL", "keyframes": "RHYMEFLOW_KEYFRAMES"}, ["MODEL"], 12)
     assert ours["RhymeFlowStats"] == ({"model": "MODEL", "latent": "LATENT", "second_model": "MODEL"}, ["LATENT", "STRING"], 0)
 
 
 def test_there_are_workflows():
-    names = {p.name for p in WORKFLOWS}
-    assert {"rhymeflow_testbed_try_it_now.json", "rhymeflow_wan21_t2v_1.3b.json", "rhymeflow_wan22_t2v_a14b_two_experts.json",
-            "rhymeflow_hunyuan_video_t2v.json", "rhymeflow_ltxv_t2v.json", "rhymeflow_mochi_t2v.json", "rhymeflow_wan21_i2v_480p.json",
-            "rhymeflow_wan22_ti2v_5b.json", "rhymeflow_testbed_dropin.json", "rhymeflow_wan21_t2v_1.3b_async_sampler.json"} <= names
+    names = {p.stem for p in WORKFLOWS}
+    assert {"RhymeFlow try it now, bundled test bed, no download (Async Sampler)",
+            "RhymeFlow in a KSampler graph, bundled test bed, no download",
+            "Wan 2.1 T2V 1.3B with RhymeFlow Accelerate (KSampler)", "Wan 2.1 T2V 1.3B with the RhymeFlow Async Sampler",
+            "Wan 2.1 I2V 480p with RhymeFlow Accelerate (KSampler)", "Wan 2.2 TI2V 5B with RhymeFlow Accelerate (KSampler)",
+            "Wan 2.2 T2V A14B, two experts, with RhymeFlow Accelerate (KSamplerAdvanced)",
+            "HunyuanVideo T2V with RhymeFlow Accelerate", "LTX Video T2V with RhymeFlow Accelerate (SamplerCustom)",
+            "Mochi T2V with RhymeFlow Accelerate (KSampler)"} <= names
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_template_name_reads_as_its_title(path):
+    """ComfyUI 0.8.2's template browser titles a custom node pack's template by its file name and describes it by the
+    same name with ``-`` and ``_`` turned into spaces (it reads no index or metadata for packs), so the file name is
+    the title: words, no underscores or hyphens, and "no download" exactly when every model it loads ships here."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from browser_session import runs_here
+
+    assert not set(path.stem) & set("_-"), path.name
+    assert ("no download" in path.stem) == runs_here(json.loads(path.read_text())), path.name
 
 
 # The drop-in workflows are ComfyUI's own template graphs with RhymeFlow Accelerate added before the sampler.
-DROPIN = {"rhymeflow_wan21_t2v_1.3b": "KSampler", "rhymeflow_wan21_i2v_480p": "KSampler", "rhymeflow_wan22_ti2v_5b": "KSampler",
-          "rhymeflow_wan22_t2v_a14b_two_experts": "KSamplerAdvanced", "rhymeflow_hunyuan_video_t2v": "BasicGuider",
-          "rhymeflow_ltxv_t2v": "SamplerCustom", "rhymeflow_mochi_t2v": "KSampler", "rhymeflow_testbed_dropin": "KSampler"}
+DROPIN = {"Wan 2.1 T2V 1.3B with RhymeFlow Accelerate (KSampler)": "KSampler", "Wan 2.1 I2V 480p with RhymeFlow Accelerate (KSampler)": "KSampler", "Wan 2.2 TI2V 5B with RhymeFlow Accelerate (KSampler)": "KSampler",
+          "Wan 2.2 T2V A14B, two experts, with RhymeFlow Accelerate (KSamplerAdvanced)": "KSamplerAdvanced", "HunyuanVideo T2V with RhymeFlow Accelerate": "BasicGuider",
+          "LTX Video T2V with RhymeFlow Accelerate (SamplerCustom)": "SamplerCustom", "Mochi T2V with RhymeFlow Accelerate (KSampler)": "KSampler", "RhymeFlow in a KSampler graph, bundled test bed, no download": "KSampler"}
 
 
 @pytest.mark.parametrize("name", sorted(DROPIN))

@@ -100,6 +100,13 @@ def report(ev: dict, previous: dict | None) -> str:
     return "\n".join([head] + ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows])
 
 
+def summary(ev: dict, label: str) -> dict:
+    """The three targets' headline figures of an evaluation, as ``earlier_evaluations`` keeps them."""
+    s = ev["sensitive"]
+    return {"checkpoint": label, "recognised": ev["recognisable"]["share"], "coherent_difference_db": ev["coherent"]["difference"],
+            "dense15_vs_dense30": s["dense15_vs_dense30"]["psnr_mean"], "dense25_vs_dense50": s["dense25_vs_dense50"]["psnr_mean"]}
+
+
 def lo_hi(row: dict) -> bool:
     return SENSITIVITY_RANGE[0] <= row["psnr_mean"] <= SENSITIVITY_RANGE[1]
 
@@ -123,6 +130,10 @@ def main(argv: list[str] | None = None) -> None:
     card = json.loads((folder / CARD_NAME).read_text())
     print(report(ev, card.get("previous_checkpoint")))
     if not args.no_write:
+        old = card.get("evaluation")
+        if old and old["settings"] != ev["settings"]:  # same checkpoint, other settings: keep it beside the new one
+            card.setdefault("earlier_evaluations", []).append(summary(old, f"this checkpoint at CFG {old['settings']['cfg']}, "
+                                                                            f"shift {old['settings']['shift']}"))
         card["evaluation"] = {**ev, "targets_met": targets_met(ev)}
         (folder / CARD_NAME).write_text(json.dumps(card, indent=2))
 

@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 from ..flow import noise_latent, shift_sigma
 from . import pseudo_vae
 from .conditioning import CLASSES, class_context, null_context
-from .model_io import CARD_NAME, CHECKPOINT_NAME, DEFAULT_DIR, TRAIN_SHIFT
+from .model_io import CARD_NAME, CHECKPOINT_NAME, DEFAULT_DIR, SAMPLE_CFG, TRAIN_SHIFT
 from .videos import FRAME_SIZE, VideoSpec, render_video
 from .wan_dit import WanConfig, WanModel
 
@@ -177,7 +177,7 @@ class Trainer:
                          "torch": torch.__version__, "where": self.where},
             "loss_curve": [round(sum(self.losses[i:i + chunk]) / len(self.losses[i:i + chunk]), 4) for i in range(0, len(self.losses), chunk)],
             "heldout_loss": {"untrained": round(self.untrained_loss, 4), "trained_ema": round(heldout_loss(self.ema, self.shift), 4)},
-            "sampling": {"shift": self.shift, "cfg": 5.0, "scheduler": "simple", "comfyui": f"ModelSamplingSD3(shift={self.shift}) after UNETLoader"},
+            "sampling": {"shift": self.shift, "cfg": SAMPLE_CFG, "scheduler": "simple", "comfyui": f"ModelSamplingSD3(shift={self.shift}) after UNETLoader"},
         }
         (out / CARD_NAME).write_text(json.dumps(card, indent=2))
         return card

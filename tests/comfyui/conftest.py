@@ -166,7 +166,7 @@ def pack(pack_import) -> types.SimpleNamespace:
 
 # ----------------------------------------------------------------------------------------------- headless server
 
-TRY_IT_NOW = REPO_ROOT / "example_workflows" / "rhymeflow_testbed_try_it_now.json"
+TRY_IT_NOW = REPO_ROOT / "example_workflows" / "RhymeFlow try it now, bundled test bed, no download (Async Sampler).json"
 
 
 @pytest.fixture(scope="module")

@@ -83,11 +83,11 @@ def _guided(model, conds, sampler):
     return guider.sample(comfy.sample.prepare_noise(latent, 0), latent, sampler, sigmas, disable_pbar=True, seed=0)
 
 
-def _async(pack, model, conds, plan):
-    """The Async Sampler path (SamplerCustomAdvanced shape) with euler keyframes and linear projection."""
+def _async(pack, model, conds, plan, projection="linear"):
+    """The Async Sampler path (SamplerCustomAdvanced shape) with euler keyframes."""
     m = pack.patch_node.execute(model, context_mode="kv", placement="device", cache_dtype="auto").args[0]
     sampler = pack.sampler_node.execute(keyframes=plan, preset="paper", warmup=5, n_small=2, n_large=3,
-                                        keyframe_solver="euler", projection="linear").args[0]
+                                        keyframe_solver="euler", projection=projection).args[0]
     return _guided(m, conds, sampler), pack.glue.holder_of(m).last_result
 
 
@@ -97,12 +97,25 @@ def _plan(pack):
 
 
 def test_euler_equals_the_async_sampler(pack, testbed, conds):
-    ours_model = _accelerate(pack, testbed)
+    ours_model = _accelerate(pack, testbed, projection="linear")
     ours = _ksampler(ours_model, conds, "euler")
     theirs, async_result = _async(pack, testbed, conds, _plan(pack))
     result = pack.glue.holder_of(ours_model).last_result
     assert result.roles == async_result.roles and result.keyframe_passes > 0
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_quadratic_projection_follows_the_async_samplers(pack, testbed, conds):
+    """With euler, the drop-in's quadratic field steps along the curve the Async Sampler's quadratic projection jumps
+    along: it lands nearer that result than the linear field does."""
+    theirs, _ = _async(pack, testbed, conds, _plan(pack), projection="quadratic")
+    model = _accelerate(pack, testbed)  # the node's default projection
+    quadratic = _ksampler(model, conds, "euler")
+    linear = _ksampler(_accelerate(pack, testbed, projection="linear"), conds, "euler")
+    assert not torch.equal(quadratic, linear)
+    assert _psnr(quadratic, theirs) > _psnr(linear, theirs) + 3.0, (_psnr(quadratic, theirs), _psnr(linear, theirs))
+    result = pack.glue.holder_of(model).last_result
+    assert result.settings["projection"] == "quadratic"
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
@@ -280,7 +293,7 @@ def test_step_caching_under_euler_equals_the_async_loop_on_the_same_schedule(pac
     euler is one step over the merged interval: the Async loop on the same schedule gives the same video."""
     import comfy.samplers
 
-    model = _accelerate(pack, testbed, preset="target", target_speedup=2.5)
+    model = _accelerate(pack, testbed, preset="target", target_speedup=2.5, projection="linear")
     ours = _ksampler(model, conds, "euler")
     result = pack.glue.holder_of(model).last_result
     assert result.step_map.reused_steps() > 0 and result.flop_speedup >= 2.5

@@ -16,6 +16,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from rhymeflow_core.testbed import compositions  # the same patches the drop-in benchmark measures
+
 STEPS = 14
 FRAMES = 7
 CFG = 4.0
@@ -45,27 +47,13 @@ def _result(pack, model):
     return result
 
 
-def _lora(model, strength: float):
-    """A random rank-4 LoRA on every block's self-attention query, applied as LoraLoaderModelOnly applies it."""
-    import comfy.sd
-
-    dm = model.model.diffusion_model
-    gen = torch.Generator().manual_seed(0)
-    lora = {}
-    for i, block in enumerate(dm.blocks):
-        dim = block.self_attn.q.weight.shape[0]
-        lora[f"diffusion_model.blocks.{i}.self_attn.q.lora_up.weight"] = torch.randn(dim, 4, generator=gen) * 0.05
-        lora[f"diffusion_model.blocks.{i}.self_attn.q.lora_down.weight"] = torch.randn(4, dim, generator=gen) * 0.05
-    return comfy.sd.load_lora_for_models(model, None, lora, strength, 0)[0]
-
-
 @pytest.mark.parametrize("order", ["lora_then_accelerate", "accelerate_then_lora"])
-def test_lora(pack, testbed, conds, order):
+def testcompositions.random_lora(pack, testbed, conds, order):
     plain = _ksampler(_accelerate(pack, testbed), conds)
 
     def build(strength):
-        return _accelerate(pack, _lora(testbed, strength)) if order == "lora_then_accelerate" else \
-            _lora(_accelerate(pack, testbed), strength)
+        return _accelerate(pack, compositions.random_lora(testbed, strength)) if order == "lora_then_accelerate" else \
+            compositions.random_lora(_accelerate(pack, testbed), strength)
 
     zero = build(0.0)
     assert torch.equal(_ksampler(zero, conds), plain)
@@ -77,13 +65,7 @@ def test_lora(pack, testbed, conds, order):
 
 @pytest.mark.parametrize("order", ["accelerate_then_compile", "compile_then_accelerate"])
 def test_torch_compile_model(pack, testbed, conds, order):
-    from comfy_api.torch_helpers import set_torch_compile_wrapper
-
-    def compiled(model):
-        m = model.clone()
-        set_torch_compile_wrapper(m, backend="eager", keys=["diffusion_model.head"])
-        return m
-
+    compiled = compositions.torch_compiled
     reference = _ksampler(_accelerate(pack, testbed), conds)
     model = compiled(_accelerate(pack, testbed)) if order == "accelerate_then_compile" else _accelerate(pack, compiled(testbed))
     torch.testing.assert_close(_ksampler(model, conds), reference)
@@ -92,15 +74,8 @@ def test_torch_compile_model(pack, testbed, conds, order):
 
 def test_attention_override_of_another_pack(pack, testbed, conds):
     seen: list[int] = []
-
-    def override(func, *args, **kwargs):  # what an attention pack installs: wrap ComfyUI's attention function
-        seen.append(int(args[0].shape[1]))  # query rows
-        return func(*args, **kwargs)
-
     reference = _ksampler(_accelerate(pack, testbed), conds)
-    base = testbed.clone()
-    base.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = override
-    model = _accelerate(pack, base)
+    model = _accelerate(pack, compositions.with_attention_override(testbed, seen))
     out = _ksampler(model, conds)
     assert torch.equal(out, reference)
     result = _result(pack, model)

@@ -27,7 +27,7 @@ WORKFLOWS = sorted((REPO_ROOT / "example_workflows").glob("*.json"))
 OUR_NODES = ("RhymeFlowKeyframes", "RhymeFlowAsyncSampler", "RhymeFlowProjectionPatch", "RhymeFlowStats", "RhymeFlowCompare",
              "RhymeFlowTestbedConditioning", "RhymeFlowTestbedEmptyLatent", "RhymeFlowTestbedDecode")
 FRAMES, STEPS, SEED, CLASS = 9, 20, 1234, "cat"
-DROPIN_TESTBED = REPO_ROOT / "example_workflows" / "rhymeflow_testbed_dropin.json"
+DROPIN_TESTBED = REPO_ROOT / "example_workflows" / "RhymeFlow in a KSampler graph, bundled test bed, no download.json"
 FILE_INPUTS = ("unet_name", "clip_name", "clip_name1", "clip_name2", "vae_name", "ckpt_name", "lora_name",
                "image")  # combos listing model (or input image) files
 
@@ -259,7 +259,7 @@ def test_easycache_on_the_same_graph(server, runs, testbed_prompt):
 
 def test_asymrnr_combo_workflow_runs(server, object_info, checkpoint):
     """The shipped RhymeFlow + AsymRnR graph runs end to end and reports both patches' stats."""
-    workflow = json.loads((REPO_ROOT / "example_workflows" / "rhymeflow_testbed_asymrnr_combo.json").read_text())
+    workflow = json.loads((REPO_ROOT / "example_workflows" / "RhymeFlow and AsymRnR combined, bundled test bed, no download.json").read_text())
     prompt = ui_to_api(workflow, object_info)
     run = server.run(prompt)
     assert run.ok(), run.error()
