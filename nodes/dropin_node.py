@@ -61,7 +61,7 @@ class RhymeFlowAccelerate(io.ComfyNode):
                 io.Combo.Input("projection", options=list(PROJECTIONS), default="quadratic", optional=True,
                                tooltip="How the other frames move between sync points: linear (the paper: along their last "
                                        "prediction) or quadratic (ours: that path bent by the change seen between the last two "
-                                       "full passes; measured 1-2 dB closer to full sampling at the same cost)."),
+                                       "full passes; same cost; on the Async Sampler's test-bed runs +1.3 dB at 50 steps, even at 30)."),
             ],
             outputs=[io.Model.Output(tooltip="The accelerated model; connect it to your sampler (and to RhymeFlow Stats).")],
             hidden=[io.Hidden.unique_id],

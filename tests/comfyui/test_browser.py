@@ -761,3 +761,39 @@ def test_a_cached_rerun_shows_its_realised_map_through_stats(server):
     record = second["outputs"][str(next(n["id"] for n in workflow["nodes"] if n["type"] == STATS))]["rhymeflow_stats"][0]
     assert shown["keyframes"] == ",".join(map(str, record["keyframes"])) and int(shown["steps"]) == len(record["roles"][0])
     assert not [m for m in console if m.startswith("pageerror")], console
+
+
+# The cards of the open template dialog that have their thumbnail element, then its card list scrolled one screen
+# down (the grid creates thumbnails for the cards in view only); returns [[title, thumbnail loaded], ...] and
+# whether the list could still scroll.
+TEMPLATE_CARDS_JS = """() => {
+  const dialog = document.querySelector('[role=dialog]');
+  const cards = [...dialog.querySelectorAll('img')].map(i => [i.alt, i.complete && i.naturalWidth > 0]);
+  const list = [...dialog.querySelectorAll('*')].find(e => e.scrollHeight > e.clientHeight + 10 && ['auto', 'scroll'].includes(getComputedStyle(e).overflowY));
+  const more = !!list && list.scrollTop + list.clientHeight < list.scrollHeight - 2;
+  if (list) list.scrollTop += list.clientHeight;
+  return { cards, more };
+}"""
+
+
+def test_template_browser_shows_every_template_titled_with_its_thumbnail(server):
+    """Templates -> Extensions -> rhymeflow, as an artist opens it: one card per example workflow, titled by its file
+    name (ComfyUI 0.8.2 reads nothing else for a pack's template), each thumbnail loaded, no request answered 4xx/5xx."""
+    failed: list[tuple[int, str]] = []
+    seen: dict[str, bool] = {}
+    with _browser_page(server, "template_browser.log") as (page, console):
+        page.on("response", lambda r: failed.append((r.status, r.url)) if r.status >= 400 else None)
+        page.evaluate("async () => { await window.comfyAPI.app.app.extensionManager.command.execute('Comfy.BrowseTemplates'); }")
+        page.get_by_text(PACK_NAME, exact=True).click()
+        page.wait_for_timeout(3000)
+        page.screenshot(path=str(ARTIFACTS / "template_browser.png"))
+        for _ in range(10):
+            got = page.evaluate(TEMPLATE_CARDS_JS)
+            seen.update({title: seen.get(title, False) or loaded for title, loaded in got["cards"]})
+            if not got["more"]:
+                break
+            page.wait_for_timeout(1500)
+        seen.update({title: seen[title] or loaded for title, loaded in page.evaluate(TEMPLATE_CARDS_JS)["cards"]})
+    assert sorted(seen) == sorted(p.stem for p in ALL_WORKFLOWS), sorted(seen)
+    assert all(seen.values()), seen
+    assert not failed, failed

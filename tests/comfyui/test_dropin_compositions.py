@@ -48,7 +48,7 @@ def _result(pack, model):
 
 
 @pytest.mark.parametrize("order", ["lora_then_accelerate", "accelerate_then_lora"])
-def testcompositions.random_lora(pack, testbed, conds, order):
+def test_lora(pack, testbed, conds, order):
     plain = _ksampler(_accelerate(pack, testbed), conds)
 
     def build(strength):
