@@ -176,7 +176,8 @@ def reference(checkpoint, testbed_prompt):
     from rhymeflow_core.testbed.conditioning import CLASSES
 
     model = model_io.load_model(checkpoint)
-    job = runner.Job(cls=CLASSES.index(CLASS), seed=SEED, frames=FRAMES, steps=STEPS, cfg=3.0, shift=3.0)
+    cfg = float(testbed_prompt[find_node(testbed_prompt, "CFGGuider")]["inputs"]["cfg"])  # the workflow's own CFG
+    job = runner.Job(cls=CLASSES.index(CLASS), seed=SEED, frames=FRAMES, steps=STEPS, cfg=cfg, shift=3.0)
     dense, _, _ = runner.run_sampler(sample_dense, model, job)
     sampler = testbed_prompt[find_node(testbed_prompt, "RhymeFlowAsyncSampler")]["inputs"]  # the workflow's own settings
     rf, _, holder = runner.run_sampler(sample_rhymeflow, model, job, config=PatchConfig(), plan=KeyframePlan(),
