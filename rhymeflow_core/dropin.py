@@ -44,7 +44,6 @@ import torch
 from .engine import Engine, check_video_latent, resolve_schedule, run_target
 from .keyframes import KeyframePlan
 from .patch import KEY, PatchConfig, RhymeFlowHolder, apply_model_wrapper
-from .projection import PROJECTIONS
 from .presets import DEFAULT_TARGET, TARGET
 from .schedule import ScheduleConfig
 

@@ -19,10 +19,11 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO_ROOT / "example_workflows"
+PACK_NAME = "rhymeflow"  # the pack's folder name under custom_nodes (the template browser's category)
 COMFYUI_ROOT = Path(os.environ.get("COMFYUI_PATH", "/opt/comfyui")).expanduser()
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -37,7 +38,7 @@ NODE_RECTS_JS = """() => window.comfyAPI.app.app.graph.nodes.map(n => {
   const [x, y, w, h] = n.boundingRect; return [n.id, n.type, x, y, w, h]; })"""
 
 
-def _get_json(url: str, timeout: float = 10):
+def get_json(url: str, timeout: float = 10):
     with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - 127.0.0.1 only
         return json.loads(r.read())
 
@@ -49,15 +50,21 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def comfyui_server(log_path: Path | None = None) -> Iterator[str]:
-    """ComfyUI on 127.0.0.1 with a temporary base directory and this repo as its only custom node pack; yields the URL."""
+def comfyui_server(log_path: Path | None = None, prepare: Callable[[Path], None] | None = None) -> Iterator[str]:
+    """ComfyUI on 127.0.0.1 with a temporary base directory and this repo as its only custom node pack; yields the URL.
+
+    ``prepare(base)`` runs before the server starts (e.g. to put a model under ``base / "models"``); start-up
+    failures raise ``RuntimeError`` with the end of the server's log."""
     with tempfile.TemporaryDirectory(prefix="rhymeflow_comfy_") as tmp:
         base = Path(tmp)
         (base / "custom_nodes").mkdir()
-        (base / "custom_nodes" / "rhymeflow").symlink_to(REPO_ROOT, target_is_directory=True)
+        (base / "custom_nodes" / PACK_NAME).symlink_to(REPO_ROOT, target_is_directory=True)
+        if prepare is not None:
+            prepare(base)
+        log_path = log_path or base / "comfyui.log"
         venv = COMFYUI_ROOT / ".venv" / "bin" / "python"
         port = _free_port()
-        log = open(log_path or base / "comfyui.log", "w")
+        log = open(log_path, "w")
         cmd = [str(venv) if venv.is_file() else sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
                "--base-directory", str(base), "--disable-api-nodes", "--database-url", f"sqlite:///{base / 'comfyui.db'}",
                "--preview-method", "none"]
@@ -68,13 +75,13 @@ def comfyui_server(log_path: Path | None = None) -> Iterator[str]:
             deadline = time.monotonic() + START_TIMEOUT_S
             while True:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"ComfyUI exited with {proc.returncode}")
+                    raise RuntimeError(f"ComfyUI exited with {proc.returncode}; log:\n{log_path.read_text()[-4000:]}")
                 try:
-                    _get_json(f"{url}/system_stats", timeout=2)
+                    get_json(f"{url}/system_stats", timeout=2)
                     break
                 except OSError:
                     if time.monotonic() > deadline:
-                        raise RuntimeError(f"ComfyUI did not answer in {START_TIMEOUT_S}s") from None
+                        raise RuntimeError(f"ComfyUI did not answer in {START_TIMEOUT_S}s; log:\n{log_path.read_text()[-4000:]}") from None
                     time.sleep(1)
             # a first-run user gets the template browser over the graph; this one has seen it
             request = urllib.request.Request(f"{url}/settings/Comfy.TutorialCompleted", data=b"true", method="POST",
@@ -131,7 +138,7 @@ def queue_and_wait(page, url: str) -> dict:
     prompt_id = queued.value.json()["prompt_id"]
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while time.monotonic() < deadline:
-        run = _get_json(f"{url}/history/{prompt_id}").get(prompt_id)
+        run = get_json(f"{url}/history/{prompt_id}").get(prompt_id)
         if run and run.get("status", {}).get("status_str"):
             page.wait_for_timeout(1500)  # the page handles the last "executed" messages
             return run

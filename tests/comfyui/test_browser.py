@@ -29,29 +29,23 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-COMFYUI_ROOT = Path(os.environ.get("COMFYUI_PATH", "/opt/comfyui")).expanduser()
-CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+sys.path.insert(0, str(REPO_ROOT / "tools"))
+from browser_session import (CHROMIUM, CHROMIUM_ARGS, COMFYUI_ROOT, EXTENSIONS, PACK_NAME, RUN_TIMEOUT_S,  # noqa: E402
+                             comfyui_server, get_json, runs_here)
+
 WORKFLOW = REPO_ROOT / "example_workflows" / "RhymeFlow try it now, bundled test bed, no download (Async Sampler).json"
 COMBO_WORKFLOW = REPO_ROOT / "example_workflows" / "RhymeFlow and AsymRnR combined, bundled test bed, no download.json"
 ARTIFACTS = Path(os.environ.get("RHYMEFLOW_ARTIFACTS", REPO_ROOT / "out")) / "browser"
-PACK_NAME = "rhymeflow"
 SAMPLER, KEYFRAMES, STATS, COMPARE = "RhymeFlowAsyncSampler", "RhymeFlowKeyframes", "RhymeFlowStats", "RhymeFlowCompare"
 ASYMRNR_STATS = "RhymeFlowAsymRnRStats"
-EXTENSIONS = ("RhymeFlow.StepMap", "rhymeflow.text_output", "RhymeFlow.InputRules")  # the names web/*.js register
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-START_TIMEOUT_S = 240
-RUN_TIMEOUT_S = 900
 # web/step_map_logic.js ROLE_COLORS as RGB, by colour: warm-up and sync (both full passes) share one
 COLOR_RGB = {"full pass": (0xFD, 0xE6, 0x8A), "keyframes only": (0x22, 0xC5, 0x5E), "skipped, projected": (0x41, 0x69, 0xA8)}
 COLOR_ROLES = {"full pass": (0, 1), "keyframes only": (2,), "skipped, projected": (3,)}
@@ -76,17 +70,6 @@ def _skip_reason() -> str | None:
 pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get_json(url: str, timeout: float = 10):
-    with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - 127.0.0.1 only
-        return json.loads(r.read())
-
-
 def _comfy_python() -> str:
     venv = COMFYUI_ROOT / ".venv" / "bin" / "python"
     return str(venv) if venv.is_file() else sys.executable
@@ -107,51 +90,21 @@ def _stand_in_checkpoint(folder: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """ComfyUI on 127.0.0.1:<free port>, base directory in tmp, the repo linked as custom_nodes/rhymeflow."""
-    base = tmp_path_factory.mktemp("comfy_base")
-    (base / "custom_nodes").mkdir()
-    (base / "custom_nodes" / PACK_NAME).symlink_to(REPO_ROOT, target_is_directory=True)
-    if not (REPO_ROOT / "rhymeflow_core" / "testbed" / "weights" / "testbed_wan.safetensors").is_file():
-        _stand_in_checkpoint(base / "models" / "diffusion_models")
+def server():
+    """ComfyUI on 127.0.0.1:<free port> (``tools/browser_session.comfyui_server``), log in ``ARTIFACTS``."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+
+    def prepare(base: Path) -> None:
+        if not (REPO_ROOT / "rhymeflow_core" / "testbed" / "weights" / "testbed_wan.safetensors").is_file():
+            _stand_in_checkpoint(base / "models" / "diffusion_models")
+
     log_path = ARTIFACTS / "comfyui.log"
-    log = open(log_path, "w")
-    cmd = [_comfy_python(), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-           "--base-directory", str(base), "--disable-api-nodes", "--database-url", f"sqlite:///{base / 'comfyui.db'}",
-           "--preview-method", "none"]
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, cwd=COMFYUI_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"ComfyUI exited with {proc.returncode}; log:\n{log_path.read_text()[-4000:]}")
-            try:
-                _get_json(f"{url}/system_stats", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"ComfyUI did not answer in {START_TIMEOUT_S}s; log:\n{log_path.read_text()[-4000:]}")
-                time.sleep(1)
-        info = _get_json(f"{url}/object_info/{SAMPLER}")
-        assert SAMPLER in info, f"the pack did not load; log:\n{log_path.read_text()[-4000:]}"
-        # A first-run user gets a blank workflow and the template browser some time after start-up, which can
-        # replace or cover the workflow a test loaded (one CI run clicked a template); this user has seen it.
-        request = urllib.request.Request(f"{url}/settings/Comfy.TutorialCompleted", data=b"true", method="POST",
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.status == 200
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        with comfyui_server(log_path, prepare) as url:
+            assert SAMPLER in get_json(f"{url}/object_info/{SAMPLER}"), f"the pack did not load; log:\n{log_path.read_text()[-4000:]}"
+            yield url
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 CANVAS = "canvas.rhymeflow-step-map-canvas"
@@ -177,7 +130,7 @@ def _finished_run(url: str, prompt_id: str) -> dict:
     the module's server keeps every test's prompts, so it is looked up by id)."""
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while time.monotonic() < deadline:
-        run = _get_json(f"{url}/history/{prompt_id}").get(prompt_id)
+        run = get_json(f"{url}/history/{prompt_id}").get(prompt_id)
         if run and run.get("status", {}).get("status_str"):
             return run
         time.sleep(1)
@@ -617,11 +570,6 @@ def test_template_opens_without_overlap_and_plans_on_its_graph(server, path):
     each step map is planned on the graph (the latent's frames, the sampler's steps, the shift) and says so; and a
     run's realised map has the planned passes step by step, at the planned speed-up once the plan knows the run's
     text length."""
-    import sys
-
-    sys.path.insert(0, str(REPO_ROOT / "tools"))
-    from browser_session import runs_here
-
     wf = json.loads(path.read_text())
     n_maps = sum(n["type"] in STEP_MAP_NODES for n in wf["nodes"])
     with _browser_page(server, f"template_{path.stem}.log") as (page, console):
