@@ -115,9 +115,7 @@ def set_up_comfyui():
     root = str(COMFYUI_ROOT)
     if root in sys.path:
         sys.path.remove(root)
-    sys.path.insert(0, root)  # ComfyUI's nodes.py must win over the repo's nodes/ folder
-    if str(ROOT) not in sys.path:
-        sys.path.append(str(ROOT))
+    sys.path.insert(0, root)  # ComfyUI's nodes.py must win over the repo's nodes/ folder (the repo root is appended above)
     try:
         import comfy.cli_args  # parses an empty argv (comfy.options.args_parsing is False): ours is left alone
 

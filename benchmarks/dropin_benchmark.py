@@ -67,12 +67,15 @@ def main(argv: list[str] | None = None) -> None:
     def asym(model):
         return pack.asym.RhymeFlowAsymRnR.execute(model, "testbed", 0.3, 0.3, 1.0, "", 0.2, 0, 0).args[0]
 
+    def decode(samples):
+        return pack.tb.RhymeFlowTestbedDecode.execute({"samples": samples}).args[0].permute(3, 0, 1, 2)
+
     @torch.inference_mode()  # as ComfyUI executes nodes (uni_pc would otherwise keep an autograd graph: GBs)
-    def sample(model, sampler, video):
+    def one_sampler(models, sampler, video):
         cls = pack.classes[video % len(pack.classes)]
         latent = {"samples": torch.zeros(1, 16, a.frames, 16, 16)}
-        out = comfy_nodes.common_ksampler(model, video, a.steps, bench.CFG, sampler, "simple", *conds[cls], latent)[0]["samples"]
-        return pack.tb.RhymeFlowTestbedDecode.execute({"samples": out}).args[0].permute(3, 0, 1, 2)
+        out = comfy_nodes.common_ksampler(models[0], video, a.steps, bench.CFG, sampler, "simple", *conds[cls], latent)[0]
+        return decode(out["samples"])
 
     @torch.inference_mode()
     def two_experts(models, sampler, video):
@@ -84,31 +87,28 @@ def main(argv: list[str] | None = None) -> None:
                                           start_step=0, last_step=switch, force_full_denoise=False)[0]
         out = comfy_nodes.common_ksampler(models[1], video, a.steps, bench.CFG, sampler, "simple", *conds[cls], mid,
                                           disable_noise=True, start_step=switch, last_step=10000, force_full_denoise=True)[0]
-        return pack.tb.RhymeFlowTestbedDecode.execute({"samples": out["samples"]}).args[0].permute(3, 0, 1, 2)
+        return decode(out["samples"])
 
-    def one(model, sampler, video):
-        return sample(model, sampler, video)
-
-    # (row, sampler, the graph's MODEL(s) without our node, how a video is sampled); compositions put the other
+    # (row, sampler, the graph's MODELs without our node, how a video is sampled); compositions put the other
     # pack's patch before Accelerate, the order the README gives (tests/comfyui/test_dropin_compositions.py: both work)
-    rows = [(f"KSampler {s}", s, base, one) for s in a.samplers]
+    rows = [(f"KSampler {s}", s, (base,), one_sampler) for s in a.samplers]
     rows += [("two experts, KSamplerAdvanced uni_pc", "uni_pc", (base, base), two_experts),
-             ("uni_pc + LoRA (random rank 4)", "uni_pc", compositions.random_lora(base, 1.0), one),
-             ("uni_pc + TorchCompileModel (eager)", "uni_pc", compositions.torch_compiled(base), one),
-             ("uni_pc + attention override", "uni_pc", compositions.with_attention_override(base), one),
-             ("uni_pc + AsymRnR (testbed 0.3)", "uni_pc", asym(base), one)]
+             ("uni_pc + LoRA (random rank 4)", "uni_pc", (compositions.random_lora(base, 1.0),), one_sampler),
+             ("uni_pc + TorchCompileModel (eager)", "uni_pc", (compositions.torch_compiled(base),), one_sampler),
+             ("uni_pc + attention override", "uni_pc", (compositions.with_attention_override(base),), one_sampler),
+             ("uni_pc + AsymRnR (testbed 0.3)", "uni_pc", (asym(base),), one_sampler)]
     results = []
-    for name, sampler, model, run in rows:
-        fast = tuple(accelerate(m) for m in model) if isinstance(model, tuple) else accelerate(model)
+    for name, sampler, models, run in rows:
+        fast = tuple(accelerate(m) for m in models)
         psnr, times = [], {"dense": [], "dropin": []}
         for video in range(a.videos):  # each video times one dense and one accelerated run, back to back
             out = {}
-            for key, m in (("dense", model), ("dropin", fast)):
+            for key, m in (("dense", models), ("dropin", fast)):
                 t0 = time.perf_counter()
                 out[key] = run(m, sampler, video)
                 times[key].append(time.perf_counter() - t0)
             psnr.append(pack.metrics.psnr_per_frame(out["dense"], out["dropin"]))
-        runs = [pack.glue.holder_of(f).last_result for f in (fast if isinstance(fast, tuple) else (fast,))]
+        runs = [pack.glue.holder_of(f).last_result for f in fast]
         steps = [len(r.roles[0]) for r in runs]  # two experts: each node's run prices its own slice of the steps
         p = torch.cat(psnr)
         row = {"row": name, "speedup": round(statistics.median(times["dense"]) / statistics.median(times["dropin"]), 3),

@@ -30,9 +30,9 @@ held x0 (what "x0 held" means under noise), an approximation the tests do not co
 
 With ``euler`` and ``projection="linear"`` this equals the Async Sampler with ``keyframe_solver=euler`` and
 ``projection=linear`` to float tolerance (tested); with ``quadratic`` the Async Sampler jumps along the
-closed form where Euler steps along it, the same path to first order in the step. CFG: every branch (cond/uncond, batched or separate calls) holds its own x0
-(``ContextCache`` keeps per-branch entries), so any CFG function combines held predictions as it would
-real ones.
+closed form where Euler steps along it, the same path to first order in the step. CFG: every branch
+(cond/uncond, batched or separate calls) holds its own x0 (``ContextCache`` keeps per-branch entries), so
+any CFG function combines held predictions as it would real ones.
 """
 from __future__ import annotations
 
@@ -184,12 +184,15 @@ def apply_model_wrapper_dropin(executor, x, t, c_concat=None, c_crossattn=None, 
     sigma = float(t.max())
     quadratic = holder.dropin.projection == "quadratic"
     if quadratic and mode in ("full", "record"):
-        _keep_velocity(engine, branches, step, (x - out) / sigma)
+        v = (x - out) / sigma
+        before = _keep_velocity(engine, branches, step, v)
     if mode == "record":
         other = engine.other_frames(out.device)
         held = (out.index_select(2, other),)
-        if quadratic:
-            held += (_curvature(engine, branches, step, sigma, out, other),)
+        if quadratic:  # dv/dsigma of the non-keyframes since the full pass before this one (zero if none)
+            curvature = torch.zeros_like(held[0]) if before is None else \
+                (v - before[1]).index_select(2, other) / (sigma - engine.sigmas[before[0]])
+            held += (curvature,)
             holder.held_sigma = sigma
         engine.run.cache.put(HELD, branches, held)
     elif mode == "keyframe":
@@ -201,21 +204,11 @@ def apply_model_wrapper_dropin(executor, x, t, c_concat=None, c_crossattn=None, 
     return out
 
 
-def _keep_velocity(engine: Engine, branches: list, step: int, v: torch.Tensor) -> None:
-    """Cache a full pass's velocity; only this one and the full pass's before it are ever needed."""
+def _keep_velocity(engine: Engine, branches: list, step: int, v: torch.Tensor) -> tuple[int, torch.Tensor] | None:
+    """Cache a full pass's velocity and drop the older ones: only this one and the full pass's before it are ever
+    needed. Returns ``(step, velocity)`` of the full pass before this one, or ``None`` if there is none."""
     cache, prev = engine.run.cache, engine.previous_full_pass(step)
     cache.put((VELOCITY, step), branches, (v,))
     oldest = step if prev is None else prev
     cache.drop(lambda key: isinstance(key, tuple) and key[0] == VELOCITY and key[1] < oldest)
-
-
-def _curvature(engine: Engine, branches: list, step: int, sigma: float, out: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """``dv/dsigma`` of the non-keyframes between the full pass before sync step ``step`` and this one (zero if
-    there is none), from the velocities ``_keep_velocity`` cached."""
-    cache = engine.run.cache
-    prev = engine.previous_full_pass(step)
-    (v,) = cache.get((VELOCITY, step), branches, out.device, out.dtype)
-    if prev is None:
-        return torch.zeros_like(v.index_select(2, other))
-    (v_prev,) = cache.get((VELOCITY, prev), branches, out.device, out.dtype)
-    return (v - v_prev).index_select(2, other) / (sigma - engine.sigmas[prev])
+    return None if prev is None else (prev, cache.get((VELOCITY, prev), branches, v.device, v.dtype)[0])
