@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from rhymeflow_core.asymrnr import AsymRnRState, ReductionSchedule, install as install_asymrnr  # noqa: E402
+from rhymeflow_core.asymrnr.sources import schedule_skip_note  # noqa: E402
 from rhymeflow_core.flops import count_flops  # noqa: E402
 from rhymeflow_core.flow import simple_sigmas  # noqa: E402
 from rhymeflow_core.memory import peak_memory  # noqa: E402
@@ -307,16 +308,13 @@ def main(argv: list[str] | None = None) -> None:
                    rhymeflow(steps, "fast", args.budget, "kv", dims=dims)]
         methods += [rhymeflow(steps, "", args.budget, "kv", dims=dims, target=t) for t in args.targets]
         methods += [rhymeflow(steps, "", args.budget, "kv", dims=dims, target=t, adaptive=True) for t in args.targets[1::2]]
-        sched = ReductionSchedule.load(args.asymrnr) if args.asymrnr.exists() else None
-        tokens = args.frames * dims.tokens_per_frame
-        if sched is not None and sched.tokens not in (None, tokens):
-            print(f"(the AsymRnR schedule {args.asymrnr.name} was calibrated at {sched.tokens} video tokens, this run has {tokens}: "
-                  "AsymRnR rows skipped; calibrate at this size with python -m rhymeflow_core.testbed.calibrate_asymrnr)")
-        elif sched is not None:
+        skip = schedule_skip_note(args.asymrnr, args.frames * dims.tokens_per_frame)
+        if skip:
+            print(skip)
+        else:
+            sched = ReductionSchedule.load(args.asymrnr)
             methods += [asymrnr_only(steps, sched),
                         rhymeflow(steps, "", args.budget, "kv", dims=dims, target=args.targets[-1], asymrnr=sched)]
-        else:
-            print(f"(no AsymRnR schedule at {args.asymrnr}: AsymRnR rows skipped; calibrate with python -m rhymeflow_core.testbed.calibrate_asymrnr)")
         data = [pseudo_vae.decode(pseudo_vae.encode(render_video(VideoSpec(j.cls, 700 + k, args.frames))[0][None]))[0] for k, j in enumerate(jobs)]
         data_quality = no_reference_quality(data, jobs, clf)
         print(f"\ngenerator videos of the same scenes: adjacent-frame PSNR {data_quality['adjacent_psnr']:.1f} dB, "

@@ -137,6 +137,7 @@ def set_up_comfyui():
         dropin_node = importlib.import_module(f"{PACK}.nodes.dropin_node").RhymeFlowAccelerate
         patch_node = importlib.import_module(f"{PACK}.nodes.patch_node").RhymeFlowProjectionPatch
         asym = importlib.import_module(f"{PACK}.nodes.asymrnr_node")
+        asym_sources = importlib.import_module(f"{PACK}.rhymeflow_core.asymrnr.sources")
         tb = importlib.import_module(f"{PACK}.nodes.testbed_nodes")
         metrics = importlib.import_module(f"{PACK}.rhymeflow_core.metrics")
         presets = importlib.import_module(f"{PACK}.rhymeflow_core.presets")
@@ -396,7 +397,11 @@ def main(argv: list[str] | None = None) -> None:
     methods = [bench.dense(args.steps), bench.rhymeflow("paper"), bench.rhymeflow("fast")]
     methods += [bench.accelerate(t) for t in args.targets]
     methods += [bench.easycache(t) for t in args.easycache]
-    methods.append(bench.asymrnr())
+    skip = pack.asym_sources.schedule_skip_note(pack.asym_sources.TESTBED_SCHEDULE, args.frames * (pack.tb.LATENT_SIZE // 2) ** 2)
+    if skip:
+        print(skip)
+    else:
+        methods.append(bench.asymrnr())
     refs = [bench.decode(bench.sample(methods[0], j)) for j in jobs]
     measure_quality(bench, methods[1:], jobs, refs)  # the dense row is the reference
     measure_time(bench, methods, jobs[0], args.reps)  # first pass: the fastest RhymeFlow row and its equal-time k

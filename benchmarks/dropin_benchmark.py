@@ -95,8 +95,12 @@ def main(argv: list[str] | None = None) -> None:
     rows += [("two experts, KSamplerAdvanced uni_pc", "uni_pc", (base, base), two_experts),
              ("uni_pc + LoRA (random rank 4)", "uni_pc", (compositions.random_lora(base, 1.0),), one_sampler),
              ("uni_pc + TorchCompileModel (eager)", "uni_pc", (compositions.torch_compiled(base),), one_sampler),
-             ("uni_pc + attention override", "uni_pc", (compositions.with_attention_override(base),), one_sampler),
-             ("uni_pc + AsymRnR (testbed 0.3)", "uni_pc", (asym(base),), one_sampler)]
+             ("uni_pc + attention override", "uni_pc", (compositions.with_attention_override(base),), one_sampler)]
+    skip = pack.asym_sources.schedule_skip_note(pack.asym_sources.TESTBED_SCHEDULE, a.frames * (pack.tb.LATENT_SIZE // 2) ** 2)
+    if skip:
+        print(skip)
+    else:
+        rows.append(("uni_pc + AsymRnR (testbed 0.3)", "uni_pc", (asym(base),), one_sampler))
     results = []
     for name, sampler, models, run in rows:
         fast = tuple(accelerate(m) for m in models)

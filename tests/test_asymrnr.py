@@ -611,3 +611,14 @@ def test_installing_twice_replaces_instead_of_chaining_to_itself():
     first, second = make_state(q=0.5), make_state(q=0.25)
     to = install(install({"optimized_attention_override": print}, first), second)
     assert to["asymrnr"] is second and second.previous_override is print
+
+
+def test_benchmarks_skip_a_schedule_of_another_size_with_a_note(tmp_path):
+    """Benchmarks leave out AsymRnR rows (and say why) rather than stop after their other rows; the node refuses."""
+    from rhymeflow_core.asymrnr.sources import TESTBED_SCHEDULE, schedule_skip_note
+
+    shipped = ReductionSchedule.load(TESTBED_SCHEDULE)
+    assert schedule_skip_note(TESTBED_SCHEDULE, shipped.tokens) is None
+    note = schedule_skip_note(TESTBED_SCHEDULE, shipped.tokens // 2)
+    assert f"calibrated at {shipped.tokens} video tokens, this run has {shipped.tokens // 2}" in note
+    assert "no AsymRnR schedule" in schedule_skip_note(tmp_path / "missing.json", 64)

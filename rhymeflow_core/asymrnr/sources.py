@@ -25,6 +25,21 @@ SOURCE_INPUTS: dict[str, tuple[str, ...]] = {
 }
 
 
+def schedule_skip_note(path: Path, tokens: int) -> str | None:
+    """Why a benchmark leaves out its rows that use the schedule at ``path`` for a run of ``tokens`` video tokens.
+
+    ``None`` when the schedule is there and fits. The node refuses a schedule calibrated at another latent size
+    (``state.check_size``); a benchmark at another size should say so and go on, not stop after its other rows.
+    """
+    if not Path(path).exists():
+        return f"(no AsymRnR schedule at {path}: AsymRnR rows skipped; calibrate with python -m rhymeflow_core.testbed.calibrate_asymrnr)"
+    calibrated = ReductionSchedule.load(path).tokens
+    if calibrated not in (None, tokens):
+        return (f"(the AsymRnR schedule {Path(path).name} was calibrated at {calibrated} video tokens, this run has {tokens}: "
+                "AsymRnR rows skipped; calibrate at this size with python -m rhymeflow_core.testbed.calibrate_asymrnr)")
+    return None
+
+
 def check_fraction(name: str, value: float, hi: float = 1.0, hi_open: bool = False) -> float:
     """``value`` as a float in ``[0, hi]`` (``[0, hi)`` when ``hi_open``), or a ValueError naming ``name``."""
     v = float(value)
