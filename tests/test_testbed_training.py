@@ -48,7 +48,7 @@ def test_device_run_rehearsed_on_cpu(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     env = dict(os.environ, OUT=str(out), TRAIN_EXTRA=f"--device cpu --batch 1 --workers 1 --precision fp32 --state {tmp_path / 'state.pt'}")
-    run = subprocess.run(["bash", str(REPO / "tools/train_testbed_on_device.sh"), "0.8"], env=env, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(["bash", str(REPO / "tools/train_testbed_on_device.sh"), "1.2"], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     weights = out / "weights"
     parts = sorted(weights.glob(f"{CHECKPOINT_NAME}.part-*"))
