@@ -3,9 +3,10 @@
 # recipe on CUDA, warm-started from the shipped checkpoint, its LR schedule sized to the lease, the
 # checkpoint and card brought back.
 #
-# Why warm-start: sensitivity to the step count grows with training (at CFG 5, dense-15 vs dense-30 went
-# 31.5 -> 25.5 dB from step 2,000 to 4,800), and the 4,800 CPU steps already in the shipped weights are
-# 2.3 hours of this project's CPUs; the card records both stretches.
+# Why: the test bed's targets moved with training from step 2,000 to 4,800 (at CFG 5, dense-15 vs dense-30
+# 31.5 -> 25.5 dB), but 1,054 more CPU steps did not move sensitivity (README, The test bed); this run tests
+# whether GPU-scale training (10-20x the clips) does. Warm start: the 4,800 CPU steps already in the shipped
+# weights are 2.3 hours of this project's CPUs; the card records both stretches.
 #
 #   run(command="bash tools/train_testbed_on_device.sh 7", timeout_s=600)
 #
