@@ -147,6 +147,12 @@ def set_up_comfyui():
     return Pack
 
 
+def asymrnr_skip_note(pack, frames: int) -> str | None:
+    """Why the rows using the shipped test-bed AsymRnR schedule are left out at ``frames`` latent frames (``None``: they fit)."""
+    tokens = frames * (pack.tb.LATENT_SIZE // 2) ** 2  # Wan's 1x2x2 patches
+    return pack.asym_sources.schedule_skip_note(pack.asym_sources.TESTBED_SCHEDULE, tokens)
+
+
 class EasyCacheLog(logging.Handler):
     """Collects EasyCache's end-of-run line "EasyCache - skipped N/M steps" (its holder is reset right after)."""
 
@@ -397,7 +403,7 @@ def main(argv: list[str] | None = None) -> None:
     methods = [bench.dense(args.steps), bench.rhymeflow("paper"), bench.rhymeflow("fast")]
     methods += [bench.accelerate(t) for t in args.targets]
     methods += [bench.easycache(t) for t in args.easycache]
-    skip = pack.asym_sources.schedule_skip_note(pack.asym_sources.TESTBED_SCHEDULE, args.frames * (pack.tb.LATENT_SIZE // 2) ** 2)
+    skip = asymrnr_skip_note(pack, args.frames)
     if skip:
         print(skip)
     else:

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
              ("uni_pc + LoRA (random rank 4)", "uni_pc", (compositions.random_lora(base, 1.0),), one_sampler),
              ("uni_pc + TorchCompileModel (eager)", "uni_pc", (compositions.torch_compiled(base),), one_sampler),
              ("uni_pc + attention override", "uni_pc", (compositions.with_attention_override(base),), one_sampler)]
-    skip = pack.asym_sources.schedule_skip_note(pack.asym_sources.TESTBED_SCHEDULE, a.frames * (pack.tb.LATENT_SIZE // 2) ** 2)
+    skip = bench.asymrnr_skip_note(pack, a.frames)
     if skip:
         print(skip)
     else:

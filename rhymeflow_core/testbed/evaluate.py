@@ -93,14 +93,17 @@ def report(ev: dict, previous: dict | None) -> str:
     rows = [("target", "this checkpoint", "previous checkpoint", "goal", "met"),
             ("recognisable: dense-30 recognised", f"{r['share']:.0%} ({r['recognised']}/{r['of']}), conf {r['mean_confidence']:.2f}",
              prev.get("recognisable", "-"), ">= 90%", "yes" if met["recognisable"] else "NO"),
-            ("coherent: adjacent-frame PSNR", f"{c['samples_adjacent_psnr']:.2f} dB vs data {c['data_adjacent_psnr']:.2f} ({c['difference']:+.2f})",
-             prev.get("coherent", "-"), "within 3 dB", "yes" if met["coherent"] else "NO"),
+            ("coherent: adjacent-frame PSNR", _coherent_text(c), prev.get("coherent", "-"), "within 3 dB", "yes" if met["coherent"] else "NO"),
             *(_sensitivity_row(f"sensitive: dense-{n // 2} vs dense-{n}", s[key], prev.get(key, "-"))
               for n, key in ((30, "dense15_vs_dense30"), (50, "dense25_vs_dense50")))]
     widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
     head = (f"test-bed evaluation: {st['videos']} videos ({st['per_scene']} per scene), {st['frames']} frames, CFG {st['cfg']}, "
             f"shift {st['shift']}, {st['sampler']}; classifier held-out accuracy {r['classifier_heldout_accuracy']:.0%}")
     return "\n".join([head] + ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows])
+
+
+def _coherent_text(c: dict) -> str:
+    return f"{c['samples_adjacent_psnr']:.2f} dB vs data {c['data_adjacent_psnr']:.2f} ({c['difference']:+.2f})"
 
 
 def _sensitivity_row(label: str, row: dict, previous: str) -> tuple[str, str, str, str, str]:
@@ -123,7 +126,7 @@ def as_previous(card: dict, what: str) -> dict:
     ev = card["evaluation"]
     r, c, s = ev["recognisable"], ev["coherent"], ev["sensitive"]
     return {"recognisable": f"{r['share']:.0%} ({r['recognised']}/{r['of']})",
-            "coherent": f"{c['samples_adjacent_psnr']:.2f} dB vs data {c['data_adjacent_psnr']:.2f} ({c['difference']:+.2f})",
+            "coherent": _coherent_text(c),
             **{k: f"{s[k]['psnr_mean']:.2f} dB" for k in ("dense15_vs_dense30", "dense25_vs_dense50")},
             "what": what, "how": f"evaluate.py at CFG {ev['settings']['cfg']}, shift {ev['settings']['shift']}, {ev['settings']['videos']} videos"}
 

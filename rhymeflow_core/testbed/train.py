@@ -186,7 +186,6 @@ class Trainer:
         if init_from is not None:  # warm start: an exported checkpoint's (EMA) weights become both model and EMA
             self.model.load_state_dict({k: v.float() for k, v in load_file(str(init_from)).items()})
         self.model.to(device)
-        self.init_from = None if init_from is None else str(init_from)
         self.lineage = _lineage(init_from)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.99))
@@ -195,6 +194,11 @@ class Trainer:
         self.untrained_loss = heldout_loss(self.model, shift)
         self.where: list[str] = []  # one line per stretch of training: device, threads, steps, minutes
         self.extensions: list[tuple[int, int]] = []  # (from step, to step) of each warm-restarted extension
+
+    @property
+    def init_from(self) -> str | None:
+        """The checkpoint a warm start began from (``None``: from scratch); its lineage records it."""
+        return None if self.lineage is None else self.lineage["training"]["checkpoint"]
 
     @property
     def planned(self) -> int:
@@ -216,7 +220,7 @@ class Trainer:
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(), "g": self.g.get_state(),
                 "step": self.step, "losses": self.losses, "seconds": self.seconds, "untrained_loss": self.untrained_loss,
-                "where": self.where, "extensions": self.extensions, "init_from": self.init_from, "lineage": self.lineage, "recipe": {"iters": self.iters, "batch": self.batch, "lr": self.lr, "seed": self.seed, "shift": self.shift}}
+                "where": self.where, "extensions": self.extensions, "lineage": self.lineage, "recipe": {"iters": self.iters, "batch": self.batch, "lr": self.lr, "seed": self.seed, "shift": self.shift}}
 
     def load_state_dict(self, sd: dict) -> None:
         if sd["recipe"] != {"iters": self.iters, "batch": self.batch, "lr": self.lr, "seed": self.seed, "shift": self.shift}:
@@ -228,7 +232,7 @@ class Trainer:
         self.step, self.losses, self.seconds = sd["step"], sd["losses"], sd["seconds"]
         self.untrained_loss, self.where = sd["untrained_loss"], sd["where"]
         self.extensions = [tuple(e) for e in sd.get("extensions", [])]
-        self.init_from, self.lineage = sd.get("init_from"), sd.get("lineage")
+        self.lineage = sd.get("lineage")
 
     def train_step(self, x0: torch.Tensor, classes: torch.Tensor) -> float:
         """One optimizer step on this step's batch (``batch_stream`` gives it)."""
