@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rhymeflow_core.testbed.model_io import CARD_NAME, CHECKPOINT_NAME, checkpoint_path, load_card, load_model
-from rhymeflow_core.testbed.train import FRAMES_RANGE, REFIT_AT, batch_stream, clip_frames, main
+from rhymeflow_core.testbed.train import FIT_FROM, FRAMES_RANGE, batch_stream, clip_frames, main
 
 REPO = Path(__file__).resolve().parents[1]
 needs_checkpoint = pytest.mark.skipif(not checkpoint_path().exists(), reason="trained test-bed checkpoint not present")
@@ -62,4 +62,4 @@ def test_device_run_rehearsed_on_cpu(tmp_path):
     load_model(joined)
     card = json.loads((joined / CARD_NAME).read_text())["training"]
     assert "--fit-minutes" in (out / "train.log").read_text()
-    assert card["iters_done"] == card["iters_planned"] > REFIT_AT[0], card
+    assert card["iters_done"] == card["iters_planned"] > FIT_FROM, card

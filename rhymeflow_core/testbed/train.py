@@ -15,8 +15,8 @@ Precision: float32 master weights; matmuls in bfloat16 autocast where that is fa
 always is; on a CPU it depends on the chip (with AVX-512 BF16 / AMX it is, with AVX2 alone one step
 measured 68 s in bf16 against 5 s in fp32), so ``--precision auto`` times one small step both ways.
 
-For a lent GPU: ``--fit-minutes`` sizes the LR schedule to the time (steps/s measured as it goes, see
-``REFIT_AT``) and ``--init-from`` warm-starts from a shipped checkpoint;
+For a lent GPU: ``--fit-minutes`` sizes the LR schedule to the time (re-planned every step from the
+steps/s since ``FIT_FROM``) and ``--init-from`` warm-starts from a shipped checkpoint;
 ``tools/train_testbed_on_device.sh`` is the prepared one-command run.
 """
 from __future__ import annotations
@@ -290,10 +290,11 @@ def _save(trainer: Trainer, path: Path) -> None:
     tmp.replace(path)  # never a half-written state
 
 
-# --fit-minutes re-plans at these steps of the stretch from the steps/s since the previous one (the first measures
-# from step 5: the first steps warm up). Re-planning more than once matters where batches are rendered ahead: the
-# first steps are served from the workers' prefetched queue and can run faster than the workers keep up with.
-REFIT_AT = (25, 100, 400, 1600, 6400)
+# --fit-minutes re-plans the schedule's end after every step from the mean steps/s since this step of the stretch
+# (the first steps warm up). Every step, not a few times: clip lengths vary 4x between steps and the first batches
+# come from the workers' prefetch queue, so an early rate can be off by more than any fixed margin; re-planned to the
+# last step, the schedule ends within a step of the time.
+FIT_FROM = 5
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -304,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--minutes", type=float, default=0, help="stop (saving state and exporting) after this many minutes of this stretch; 0 = no limit")
     ap.add_argument("--fit-minutes", action="store_true",
-                    help=f"with --minutes on a new run: at steps {', '.join(map(str, REFIT_AT))} re-plan --iters from the measured steps/s so the LR schedule ends with the time")
+                    help="with --minutes on a new run: re-plan --iters after every step from the measured steps/s so the LR schedule ends with the time")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto", help="matmul precision; auto: bf16 autocast where it is faster (module docstring)")
     ap.add_argument("--workers", type=int, default=-1, help="processes rendering batches ahead; -1: none on CPU; on CUDA all cores but two, up to 12")
@@ -346,7 +347,7 @@ def main(argv: list[str] | None = None) -> None:
             ap.error("--extend-to needs --resume (it continues a saved run)")
         trainer.extend_to(args.extend_to)
     start, start_step = time.time(), trainer.step
-    last, fitted = start, (0, start)  # (stretch step, time) the next --fit-minutes rate is measured from
+    last, fit_t = start, start  # fit_t: when the stretch reached step FIT_FROM (the --fit-minutes rate is measured from there)
     for step, x0, classes in batch_stream(trainer.step, trainer.batch, trainer.seed, workers):
         if trainer.step >= trainer.planned:
             break
@@ -356,13 +357,13 @@ def main(argv: list[str] | None = None) -> None:
         trainer.seconds += now - last
         last = now
         done = trainer.step - start_step
-        if args.fit_minutes and done == 5:
-            fitted = (done, now)
-        if args.fit_minutes and done in REFIT_AT:
-            per_step = (now - fitted[1]) / (done - fitted[0])
-            trainer.iters = trainer.step + max(1, int(0.97 * (args.minutes * 60 - (now - start)) / per_step))
-            fitted = (done, now)
-            print(f"--fit-minutes: {per_step * 1000:.0f} ms/step, schedule planned to {trainer.iters} steps", flush=True)
+        if args.fit_minutes and done == FIT_FROM:
+            fit_t = now
+        if args.fit_minutes and done > FIT_FROM:
+            per_step = (now - fit_t) / (done - FIT_FROM)
+            trainer.iters = trainer.step + max(0, int((args.minutes * 60 - (now - start)) / per_step))
+            if done == 5 * FIT_FROM or trainer.step % 50 == 0:
+                print(f"--fit-minutes: {per_step * 1000:.0f} ms/step, schedule planned to {trainer.iters} steps", flush=True)
         if trainer.step % 50 == 0:
             recent = trainer.losses[-50:]
             print(f"step {trainer.step:5d}  loss {sum(recent) / len(recent):.4f}  {trainer.seconds / 60:6.1f} min", flush=True)
