@@ -14,8 +14,9 @@ from rhymeflow_core.testbed.model_io import CARD_NAME, DEFAULT_DIR, TRAIN_SHIFT,
 from rhymeflow_core.testbed.runner import Job, run_sampler
 from rhymeflow_core.testbed.train import TRAIN_CONFIG, heldout_loss
 from rhymeflow_core.testbed.conditioning import CLASSES
+from rhymeflow_core.testbed.coverage import fit_photos
 from rhymeflow_core.testbed.vae_fit import fit_basis, reconstruction_psnr
-from rhymeflow_core.testbed.videos import VideoSpec, render_video
+from rhymeflow_core.testbed.videos import VideoSpec, frame_photos, render_video
 from rhymeflow_core.testbed.wan_dit import WanModel
 
 needs_checkpoint = pytest.mark.skipif(not checkpoint_path().exists(), reason="trained test-bed checkpoint not present")
@@ -114,6 +115,28 @@ def test_scene_classifier_works_and_rejects_garbage():
     assert clf.heldout_accuracy >= 0.9  # the measure itself works on held-out generator videos
     noise = torch.rand(3, 12, 64, 64)
     assert not any(clf.recognised(noise, c) for c in range(len(CLASSES)))  # a linear head alone would call it a scene
+
+
+def test_frame_photos_switch_exactly_at_the_cuts():
+    for seed in range(8):
+        spec = VideoSpec(seed % len(CLASSES), 300 + seed, 16)
+        photos, cuts = frame_photos(spec), render_video(spec)[1]
+        assert [t for t in range(1, 16) if photos[t] != photos[t - 1]] == list(cuts), (photos, cuts)
+    assert {frame_photos(VideoSpec(0, s, 4, cuts=()))[0] for s in range(20)} == {0, 1}  # either photograph opens a clip
+
+
+def test_photo_classifier_tells_a_scenes_photographs_apart():
+    """The coverage diagnostic's measure: held-out generator frames get their photograph, and a clip of one
+    photograph reads as that photograph only (share 0 or 1), while a clip cut between both reads as both."""
+    clf = fit_photos()
+    assert clf.heldout_accuracy >= 0.95, clf.heldout_accuracy
+    one = [VideoSpec(c, 950 + c, 8, cuts=()) for c in range(len(CLASSES))]
+    videos = [pseudo_vae.decode(pseudo_vae.encode(render_video(s)[0][None]))[0] for s in one]
+    shares = clf.second_share(videos, [s.cls for s in one])
+    assert all(shares[CLASSES[s.cls]] == frame_photos(s)[0] for s in one), shares
+    both = VideoSpec(2, 960, 8, cuts=(4,))
+    video = pseudo_vae.decode(pseudo_vae.encode(render_video(both)[0][None]))[0]
+    assert clf.second_share([video], [2])["cosmos"] == 0.5
 
 
 @needs_checkpoint

@@ -95,20 +95,27 @@ def fit(per_class: int = 40, frames: int = 12, heldout: int = 12, epochs: int = 
     feats = [frame_features(v) for v in vids]
     x = torch.cat(feats)
     y = torch.cat([torch.full((f.shape[0],), c) for f, c in zip(feats, labels)])
+    w, b, mean, std = fit_softmax(x, y, len(CLASSES), epochs)
+    clf = SceneClassifier(w, b, mean, std, (x - mean) / std, y, 0.0, 0.0)
+    test, test_labels = _dataset(HELDOUT_SEED_BASE, heldout, frames)
+    dists = torch.cat([clf._nearest(clf._standard(v), c) for v, c in zip(test, test_labels)])
+    clf.typical_distance = float(dists.quantile(0.99))
+    clf.heldout_accuracy = sum(clf.recognised(v, c) for v, c in zip(test, test_labels)) / len(test)
+    return clf
+
+
+def fit_softmax(x: torch.Tensor, y: torch.Tensor, classes: int, epochs: int = 300) -> tuple[torch.Tensor, ...]:
+    """A linear softmax on standardised features ``x [N, F]`` with labels ``y [N]``, full batch, seeded:
+    ``(weight [classes, F], bias [classes], mean [F], std [F])``."""
     mean, std = x.mean(0), x.std(0).clamp_min(1e-4)
     x = (x - mean) / std
     g = torch.Generator().manual_seed(0)
-    w = (torch.randn(len(CLASSES), x.shape[1], generator=g) * 0.01).requires_grad_()
-    b = torch.zeros(len(CLASSES), requires_grad=True)
+    w = (torch.randn(classes, x.shape[1], generator=g) * 0.01).requires_grad_()
+    b = torch.zeros(classes, requires_grad=True)
     opt = torch.optim.Adam([w, b], lr=0.05)
     for _ in range(epochs):
         loss = F.cross_entropy(x @ w.T + b, y) + 1e-3 * w.pow(2).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
-    clf = SceneClassifier(w.detach(), b.detach(), mean, std, x, y, 0.0, 0.0)
-    test, test_labels = _dataset(HELDOUT_SEED_BASE, heldout, frames)
-    dists = torch.cat([clf._nearest(clf._standard(v), c) for v, c in zip(test, test_labels)])
-    clf.typical_distance = float(dists.quantile(0.99))
-    clf.heldout_accuracy = sum(clf.recognised(v, c) for v, c in zip(test, test_labels)) / len(test)
-    return clf
+    return w.detach(), b.detach(), mean, std

@@ -1,6 +1,6 @@
 """Does the test bed sample like a real video model? One command prints the three targets and stores them in the model card.
 
-Run: ``python -m rhymeflow_core.testbed.evaluate`` (a few minutes on 2 cores). Targets (issue "Test bed v2"):
+Run: ``python -m rhymeflow_core.testbed.evaluate`` (10-20 minutes on 2 cores). Targets (issue "Test bed v2"):
 
 - *recognisable*: share of 30-step dense samples that the scene classifier (``classifier.py``, fitted
   on generator videos only) recognises as their conditioned scene; at least 90%.
@@ -13,6 +13,9 @@ Run: ``python -m rhymeflow_core.testbed.evaluate`` (a few minutes on 2 cores). T
   14.5-17.6 dB, so the target is 14-20 dB. The table also gives the per-video means' min/median/max:
   on this model a video either flips to another one (a cut elsewhere, another photograph: 16-19 dB)
   or stays a near copy (33-39 dB), and the mean hides which.
+
+Beside them, a diagnostic (``coverage.py``): the share of sample frames that show each scene's rarer
+photograph, against the data's. A model that drops a scene's modes samples near copies of the rest.
 
 The previous checkpoint's values, if the card records them (``previous_checkpoint``), print beside.
 """
@@ -29,6 +32,7 @@ from ..sampler import sample_dense
 from . import pseudo_vae
 from .classifier import fit
 from .conditioning import CLASSES
+from .coverage import fit_photos
 from .model_io import CARD_NAME, DEFAULT_DIR, load_model
 from .runner import Job, run_sampler
 from .videos import VideoSpec, render_video
@@ -43,10 +47,11 @@ def adjacent_psnr(video: torch.Tensor) -> torch.Tensor:
     return p[p >= CUT_PSNR]
 
 
-def evaluate(model, per_class: int = 4, frames: int = 16, cfg: float | None = None) -> dict:
+def evaluate(model, per_class: int = 4, frames: int = 16, cfg: float | None = None, shift: float | None = None) -> dict:
     """Sample every (scene, seed) at 15/25/30/50 Euler steps and score the three targets."""
     cfg = Job.cfg if cfg is None else cfg
-    jobs = [Job(cls=c, seed=s, frames=frames, cfg=cfg) for s in range(per_class) for c in range(len(CLASSES))]
+    shift = Job.shift if shift is None else shift
+    jobs = [Job(cls=c, seed=s, frames=frames, cfg=cfg, shift=shift) for s in range(per_class) for c in range(len(CLASSES))]
     videos: dict[int, list[torch.Tensor]] = {n: [] for n in (15, 25, 30, 50)}
     for job in jobs:
         for n in videos:
@@ -57,16 +62,20 @@ def evaluate(model, per_class: int = 4, frames: int = 16, cfg: float | None = No
     conf = [clf.confidence(v, j.cls) for v, j in zip(videos[30], jobs)]
     data = [pseudo_vae.decode(pseudo_vae.encode(render_video(VideoSpec(j.cls, 700 + k, frames))[0][None]))[0] for k, j in enumerate(jobs)]
     sample_adj, data_adj = torch.cat([adjacent_psnr(v) for v in videos[30]]), torch.cat([adjacent_psnr(v) for v in data])
+    photos = fit_photos()
+    classes = [j.cls for j in jobs]
 
     def halving(n: int) -> dict:
         per_frame = [psnr_per_frame(a, b) for a, b in zip(videos[n], videos[n // 2])]
         p, per_video = torch.cat(per_frame), torch.stack([f.mean() for f in per_frame])
+        scenes = {CLASSES[c]: round(float(per_video[[j.cls == c for j in jobs]].mean()), 2) for c in sorted({j.cls for j in jobs})}
         return {"psnr_mean": round(float(p.mean()), 2), "psnr_worst_frame": round(float(p.min()), 2),
                 "per_video": {"min": round(float(per_video.min()), 2), "median": round(float(per_video.median()), 2),
-                              "max": round(float(per_video.max()), 2)}}
+                              "max": round(float(per_video.max()), 2)},
+                "per_scene": scenes}
 
     return {
-        "settings": {"videos": len(jobs), "per_scene": per_class, "frames": frames, "cfg": cfg, "shift": Job.shift, "sampler": "euler (sample_dense)",
+        "settings": {"videos": len(jobs), "per_scene": per_class, "frames": frames, "cfg": cfg, "shift": shift, "sampler": "euler (sample_dense)",
                      "seeds": f"0..{per_class - 1} per scene", "data_seeds": "700+ (held out)"},
         "recognisable": {"share": round(sum(hits) / len(hits), 3), "recognised": int(sum(hits)), "of": len(hits),
                          "mean_confidence": round(sum(conf) / len(conf), 3), "classifier_heldout_accuracy": round(clf.heldout_accuracy, 3)},
@@ -74,6 +83,9 @@ def evaluate(model, per_class: int = 4, frames: int = 16, cfg: float | None = No
                      "difference": round(float(sample_adj.mean() - data_adj.mean()), 2),
                      "cut_pairs_dropped": {"samples": len(jobs) * (frames - 1) - sample_adj.numel(), "data": len(jobs) * (frames - 1) - data_adj.numel()}},
         "sensitive": {"dense15_vs_dense30": halving(30), "dense25_vs_dense50": halving(50)},
+        "coverage": {"second_photograph_share": {"samples": photos.second_share(videos[30], classes),
+                                                 "data": photos.second_share(data, classes)},
+                     "photo_classifier_heldout_accuracy": round(photos.heldout_accuracy, 3)},
     }
 
 
@@ -95,11 +107,16 @@ def report(ev: dict, previous: dict | None) -> str:
              prev.get("recognisable", "-"), ">= 90%", "yes" if met["recognisable"] else "NO"),
             ("coherent: adjacent-frame PSNR", _coherent_text(c), prev.get("coherent", "-"), "within 3 dB", "yes" if met["coherent"] else "NO"),
             *(_sensitivity_row(f"sensitive: dense-{n // 2} vs dense-{n}", s[key], prev.get(key, "-"))
-              for n, key in ((30, "dense15_vs_dense30"), (50, "dense25_vs_dense50")))]
+              for n, key in ((30, "dense15_vs_dense30"), (50, "dense25_vs_dense50"))),
+            *([_coverage_row(ev["coverage"])] if "coverage" in ev else [])]  # absent in evaluations stored before it was measured
     widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
     head = (f"test-bed evaluation: {st['videos']} videos ({st['per_scene']} per scene), {st['frames']} frames, CFG {st['cfg']}, "
             f"shift {st['shift']}, {st['sampler']}; classifier held-out accuracy {r['classifier_heldout_accuracy']:.0%}")
-    return "\n".join([head] + ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows])
+    lines = [head] + ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
+    if "per_scene" in s["dense15_vs_dense30"]:  # absent in evaluations stored before it was recorded
+        short, long = s["dense15_vs_dense30"]["per_scene"], s["dense25_vs_dense50"]["per_scene"]
+        lines.append("sensitive per scene (dense-15 vs 30 / dense-25 vs 50): " + ", ".join(f"{k} {short[k]:.1f} / {long[k]:.1f} dB" for k in short))
+    return "\n".join(lines)
 
 
 def _coherent_text(c: dict) -> str:
@@ -114,11 +131,25 @@ def _sensitivity_row(label: str, row: dict, previous: str) -> tuple[str, str, st
             "yes" if lo_hi(row) else "NO")
 
 
+def rarer_share(second_share: dict[str, float]) -> float:
+    """Mean over scenes of the rarer photograph's share of frames (0.5: both equally; 0: one photograph only)."""
+    return sum(min(p, 1 - p) for p in second_share.values()) / len(second_share)
+
+
+def _coverage_row(cov: dict) -> tuple[str, str, str, str, str]:
+    """Diagnostic, not a target: how much of each scene's rarer photograph the samples show, beside the data."""
+    s, d = cov["second_photograph_share"]["samples"], cov["second_photograph_share"]["data"]
+    scenes = ", ".join(f"{k} {min(p, 1 - p):.0%}" for k, p in s.items())
+    return ("diagnostic: frames on rarer photograph", f"{rarer_share(s):.0%} ({scenes}) vs data {rarer_share(d):.0%}", "-",
+            "as data", "-")
+
+
 def summary(ev: dict, label: str) -> dict:
     """The three targets' headline figures of an evaluation, as ``earlier_evaluations`` keeps them."""
     s = ev["sensitive"]
     return {"checkpoint": label, "recognised": ev["recognisable"]["share"], "coherent_difference_db": ev["coherent"]["difference"],
-            "dense15_vs_dense30": s["dense15_vs_dense30"]["psnr_mean"], "dense25_vs_dense50": s["dense25_vs_dense50"]["psnr_mean"]}
+            "dense15_vs_dense30": s["dense15_vs_dense30"]["psnr_mean"], "dense25_vs_dense50": s["dense25_vs_dense50"]["psnr_mean"],
+            **({"rarer_photograph_share": round(rarer_share(ev["coverage"]["second_photograph_share"]["samples"]), 3)} if "coverage" in ev else {})}
 
 
 def as_previous(card: dict, what: str) -> dict:
@@ -140,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--per-scene", type=int, default=4, help="seeds per scene (default 4: 16 videos)")
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--cfg", type=float, default=None, help=f"CFG scale (default: the benchmarks' {Job.cfg})")
+    ap.add_argument("--shift", type=float, default=None, help=f"sigma shift (default: the benchmarks' {Job.shift}; ComfyUI's Wan templates use 8)")
     ap.add_argument("--folder", default=str(DEFAULT_DIR), help="folder with the checkpoint and model card")
     ap.add_argument("--no-write", action="store_true", help="print only; leave the model card as it is")
     args = ap.parse_args(argv)
@@ -149,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
 
     folder = Path(args.folder)
     t0 = time.time()
-    ev = evaluate(load_model(folder), args.per_scene, args.frames, args.cfg)
+    ev = evaluate(load_model(folder), args.per_scene, args.frames, args.cfg, args.shift)
     ev["seconds"] = round(time.time() - t0)
     card = json.loads((folder / CARD_NAME).read_text())
     print(report(ev, card.get("previous_checkpoint")))

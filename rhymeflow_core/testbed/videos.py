@@ -127,16 +127,28 @@ def render_video(spec: VideoSpec) -> tuple[torch.Tensor, tuple[int, ...]]:
         raise ValueError(f"render_video: cls={spec.cls} is not a class index; accepted 0..{len(CLASSES) - 1} ({', '.join(CLASSES)})")
     if spec.frames < 1 or spec.size < 16 or spec.size % 4:
         raise ValueError(f"render_video: frames={spec.frames}, size={spec.size}; need frames >= 1 and a size >= 16 divisible by 4")
-    g = torch.Generator().manual_seed(int(spec.seed) * 7919 + spec.cls)
-    cuts = choose_cuts(g, spec.frames) if spec.cuts is None else tuple(sorted(spec.cuts))
-    if any(not 0 < c < spec.frames for c in cuts):
-        raise ValueError(f"render_video: cuts={cuts} must lie in 1..{spec.frames - 1}")
+    g, cuts, first = _opening(spec)
     scene = CLASSES[spec.cls]
     photos = [imagery.photo(p) for p in imagery.SCENE_PHOTOS[scene]]
-    first = int(torch.randint(2, (), generator=g))  # which of the two photographs opens the clip
     bounds = (0, *cuts, spec.frames)
     shots = []
     for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
         shot = _camera(g, photos[(first + k) % 2], b - a, spec.size)
         shots.append(_add_sprites(g, shot, imagery.SCENE_SPRITES[scene]))
     return torch.cat(shots).permute(1, 0, 2, 3).clamp(0, 1).contiguous(), cuts
+
+
+def frame_photos(spec: VideoSpec) -> tuple[int, ...]:
+    """Which of the scene's two photographs (0 or 1, as in ``imagery.SCENE_PHOTOS``) each frame of
+    ``render_video(spec)`` shows; the labels ``coverage.py`` learns the photographs from."""
+    _, cuts, first = _opening(spec)
+    return tuple((first + sum(f >= c for c in cuts)) % 2 for f in range(spec.frames))
+
+
+def _opening(spec: VideoSpec) -> tuple[torch.Generator, tuple[int, ...], int]:
+    """The seeded generator after the clip's first draws, its cuts, and which photograph opens it."""
+    g = torch.Generator().manual_seed(int(spec.seed) * 7919 + spec.cls)
+    cuts = choose_cuts(g, spec.frames) if spec.cuts is None else tuple(sorted(spec.cuts))
+    if any(not 0 < c < spec.frames for c in cuts):
+        raise ValueError(f"render_video: cuts={cuts} must lie in 1..{spec.frames - 1}")
+    return g, cuts, int(torch.randint(2, (), generator=g))
