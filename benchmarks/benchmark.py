@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
             sched = ReductionSchedule.load(args.asymrnr)
             methods += [asymrnr_only(steps, sched),
                         rhymeflow(steps, "", args.budget, "kv", dims=dims, target=args.targets[-1], asymrnr=sched)]
-        data = [pseudo_vae.decode(pseudo_vae.encode(render_video(VideoSpec(j.cls, 700 + k, args.frames))[0][None]))[0] for k, j in enumerate(jobs)]
+        data = [pseudo_vae.project(render_video(VideoSpec(j.cls, 700 + k, args.frames))[0]) for k, j in enumerate(jobs)]
         data_quality = no_reference_quality(data, jobs, clf)
         print(f"\ngenerator videos of the same scenes: adjacent-frame PSNR {data_quality['adjacent_psnr']:.1f} dB, "
               f"recognised {data_quality['recognised']:.0%}")

@@ -78,29 +78,24 @@ class SceneClassifier:
         return float(self.log_probs(video)[cls].exp())
 
 
-def _dataset(seed_base: int, per_class: int, frames: int) -> tuple[list[torch.Tensor], list[int]]:
-    """Generator videos as the pseudo-VAE represents them, and their scenes."""
-    vids, labels = [], []
-    for c in range(len(CLASSES)):
-        for s in range(per_class):
-            v = render_video(VideoSpec(c, seed_base + s, frames))[0]
-            vids.append(pseudo_vae.decode(pseudo_vae.encode(v[None]))[0])
-            labels.append(c)
-    return vids, labels
+def generator_videos(seed_base: int, per_class: int, frames: int) -> list[tuple[VideoSpec, torch.Tensor]]:
+    """``per_class`` generator videos of every scene (seeds from ``seed_base``) as the pseudo-VAE represents them,
+    each with its spec (which carries its scene and, through ``videos.frame_photos``, its photographs)."""
+    specs = [VideoSpec(c, seed_base + s, frames) for c in range(len(CLASSES)) for s in range(per_class)]
+    return [(spec, pseudo_vae.project(render_video(spec)[0])) for spec in specs]
 
 
 def fit(per_class: int = 40, frames: int = 12, heldout: int = 12, epochs: int = 300) -> SceneClassifier:
     """Fit on generator videos (seeds 500+), score on other generator videos (seeds 900+); deterministic."""
-    vids, labels = _dataset(FIT_SEED_BASE, per_class, frames)
-    feats = [frame_features(v) for v in vids]
-    x = torch.cat(feats)
-    y = torch.cat([torch.full((f.shape[0],), c) for f, c in zip(feats, labels)])
+    feats = [(spec.cls, frame_features(v)) for spec, v in generator_videos(FIT_SEED_BASE, per_class, frames)]
+    x = torch.cat([f for _, f in feats])
+    y = torch.cat([torch.full((f.shape[0],), c) for c, f in feats])
     w, b, mean, std = fit_softmax(x, y, len(CLASSES), epochs)
     clf = SceneClassifier(w, b, mean, std, (x - mean) / std, y, 0.0, 0.0)
-    test, test_labels = _dataset(HELDOUT_SEED_BASE, heldout, frames)
-    dists = torch.cat([clf._nearest(clf._standard(v), c) for v, c in zip(test, test_labels)])
+    test = generator_videos(HELDOUT_SEED_BASE, heldout, frames)
+    dists = torch.cat([clf._nearest(clf._standard(v), spec.cls) for spec, v in test])
     clf.typical_distance = float(dists.quantile(0.99))
-    clf.heldout_accuracy = sum(clf.recognised(v, c) for v, c in zip(test, test_labels)) / len(test)
+    clf.heldout_accuracy = sum(clf.recognised(v, spec.cls) for spec, v in test) / len(test)
     return clf
 
 

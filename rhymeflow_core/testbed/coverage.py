@@ -17,10 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
-from . import pseudo_vae
-from .classifier import FIT_SEED_BASE, HELDOUT_SEED_BASE, fit_softmax, frame_features
+from .classifier import FIT_SEED_BASE, HELDOUT_SEED_BASE, fit_softmax, frame_features, generator_videos
 from .conditioning import CLASSES
-from .videos import VideoSpec, frame_photos, render_video
+from .videos import frame_photos
 
 
 @dataclass
@@ -33,8 +32,12 @@ class PhotoClassifier:
 
     def photos(self, video: torch.Tensor, cls: int) -> torch.Tensor:
         """``[T]``: which of scene ``cls``'s two photographs (0 or 1) each frame of ``video [3, T, H, W]`` shows."""
-        logits = ((frame_features(video) - self.mean) / self.std) @ self.weight.T + self.bias
-        return logits[:, 2 * cls:2 * cls + 2].argmax(1)
+        return self._pick(frame_features(video), torch.full((video.shape[1],), cls))
+
+    def _pick(self, features: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """``[N]``: the likelier of scene ``classes[i]``'s two photographs for each row of ``features [N, F]``."""
+        logits = ((features - self.mean) / self.std) @ self.weight.T + self.bias
+        return logits.view(len(features), len(CLASSES), 2)[torch.arange(len(features)), classes].argmax(1)
 
     def second_share(self, videos: list[torch.Tensor], classes: list[int]) -> dict[str, float]:
         """Per scene: the share of its videos' frames that show its second photograph."""
@@ -46,14 +49,9 @@ class PhotoClassifier:
 
 def _frames(seed_base: int, per_class: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Features of generator frames as the pseudo-VAE represents them, labelled ``2 * scene + photograph``."""
-    feats, labels = [], []
-    for c in range(len(CLASSES)):
-        for s in range(per_class):
-            spec = VideoSpec(c, seed_base + s, frames)
-            v = pseudo_vae.decode(pseudo_vae.encode(render_video(spec)[0][None]))[0]
-            feats.append(frame_features(v))
-            labels.append(torch.tensor([2 * c + p for p in frame_photos(spec)]))
-    return torch.cat(feats), torch.cat(labels)
+    videos = generator_videos(seed_base, per_class, frames)
+    labels = [torch.tensor([2 * spec.cls + p for p in frame_photos(spec)]) for spec, _ in videos]
+    return torch.cat([frame_features(v) for _, v in videos]), torch.cat(labels)
 
 
 def fit_photos(per_class: int = 40, frames: int = 12, heldout: int = 12) -> PhotoClassifier:
@@ -62,8 +60,5 @@ def fit_photos(per_class: int = 40, frames: int = 12, heldout: int = 12) -> Phot
     w, b, mean, std = fit_softmax(x, y, 2 * len(CLASSES))
     clf = PhotoClassifier(w, b, mean, std, 0.0)
     xt, yt = _frames(HELDOUT_SEED_BASE, heldout, frames)
-    scene = yt // 2
-    logits = ((xt - mean) / std) @ w.T + b
-    pair = logits.view(len(yt), len(CLASSES), 2)[torch.arange(len(yt)), scene]
-    clf.heldout_accuracy = float((pair.argmax(1) == yt % 2).float().mean())
+    clf.heldout_accuracy = float((clf._pick(xt, yt // 2) == yt % 2).float().mean())
     return clf

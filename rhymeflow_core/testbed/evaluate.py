@@ -60,15 +60,16 @@ def evaluate(model, per_class: int = 4, frames: int = 16, cfg: float | None = No
     clf = fit()
     hits = [clf.recognised(v, j.cls) for v, j in zip(videos[30], jobs)]
     conf = [clf.confidence(v, j.cls) for v, j in zip(videos[30], jobs)]
-    data = [pseudo_vae.decode(pseudo_vae.encode(render_video(VideoSpec(j.cls, 700 + k, frames))[0][None]))[0] for k, j in enumerate(jobs)]
+    data = [pseudo_vae.project(render_video(VideoSpec(j.cls, 700 + k, frames))[0]) for k, j in enumerate(jobs)]
     sample_adj, data_adj = torch.cat([adjacent_psnr(v) for v in videos[30]]), torch.cat([adjacent_psnr(v) for v in data])
     photos = fit_photos()
     classes = [j.cls for j in jobs]
+    scene_of = torch.tensor(classes)
 
     def halving(n: int) -> dict:
         per_frame = [psnr_per_frame(a, b) for a, b in zip(videos[n], videos[n // 2])]
         p, per_video = torch.cat(per_frame), torch.stack([f.mean() for f in per_frame])
-        scenes = {CLASSES[c]: round(float(per_video[[j.cls == c for j in jobs]].mean()), 2) for c in sorted({j.cls for j in jobs})}
+        scenes = {CLASSES[c]: round(float(per_video[scene_of == c].mean()), 2) for c in scene_of.unique().tolist()}
         return {"psnr_mean": round(float(p.mean()), 2), "psnr_worst_frame": round(float(p.min()), 2),
                 "per_video": {"min": round(float(per_video.min()), 2), "median": round(float(per_video.median()), 2),
                               "max": round(float(per_video.max()), 2)},
@@ -108,15 +109,13 @@ def report(ev: dict, previous: dict | None) -> str:
             ("coherent: adjacent-frame PSNR", _coherent_text(c), prev.get("coherent", "-"), "within 3 dB", "yes" if met["coherent"] else "NO"),
             *(_sensitivity_row(f"sensitive: dense-{n // 2} vs dense-{n}", s[key], prev.get(key, "-"))
               for n, key in ((30, "dense15_vs_dense30"), (50, "dense25_vs_dense50"))),
-            *([_coverage_row(ev["coverage"])] if "coverage" in ev else [])]  # absent in evaluations stored before it was measured
+            _coverage_row(ev["coverage"])]
     widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
     head = (f"test-bed evaluation: {st['videos']} videos ({st['per_scene']} per scene), {st['frames']} frames, CFG {st['cfg']}, "
             f"shift {st['shift']}, {st['sampler']}; classifier held-out accuracy {r['classifier_heldout_accuracy']:.0%}")
-    lines = [head] + ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
-    if "per_scene" in s["dense15_vs_dense30"]:  # absent in evaluations stored before it was recorded
-        short, long = s["dense15_vs_dense30"]["per_scene"], s["dense25_vs_dense50"]["per_scene"]
-        lines.append("sensitive per scene (dense-15 vs 30 / dense-25 vs 50): " + ", ".join(f"{k} {short[k]:.1f} / {long[k]:.1f} dB" for k in short))
-    return "\n".join(lines)
+    short, long = s["dense15_vs_dense30"]["per_scene"], s["dense25_vs_dense50"]["per_scene"]
+    per_scene = "sensitive per scene (dense-15 vs 30 / dense-25 vs 50): " + ", ".join(f"{k} {short[k]:.1f} / {long[k]:.1f} dB" for k in short)
+    return "\n".join([head] + ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows] + [per_scene])
 
 
 def _coherent_text(c: dict) -> str:

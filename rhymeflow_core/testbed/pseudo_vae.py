@@ -57,3 +57,9 @@ def decode(latents: torch.Tensor) -> torch.Tensor:
     x = torch.einsum("lc,nlhw->nchw", comp, z) + mean.view(1, -1, 1, 1)
     x = F.pixel_shuffle(x, PATCH).clamp(0, 1)
     return x.reshape(b, t, 3, PATCH * h, PATCH * w).permute(0, 2, 1, 3, 4)
+
+
+def project(video: torch.Tensor) -> torch.Tensor:
+    """``decode(encode(video))`` for one video ``[3, T, H, W]``: a generator video as the model's latent space
+    represents it, the form every comparison of samples with data uses."""
+    return decode(encode(video[None]))[0]

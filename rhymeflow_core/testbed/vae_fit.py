@@ -39,7 +39,7 @@ def fit_basis(videos_per_class: int = 64, frames: int = 8) -> dict[str, torch.Te
 
 def reconstruction_psnr(videos: int = 16, frames: int = 16) -> float:
     """Mean per-frame PSNR of ``decode(encode(v))`` against ``v`` on held-out generator videos."""
-    vals = [psnr_per_frame(v, pseudo_vae.decode(pseudo_vae.encode(v[None]))[0])
+    vals = [psnr_per_frame(v, pseudo_vae.project(v))
             for v in (render_video(VideoSpec(i % len(CLASSES), 300 + i, frames))[0] for i in range(videos))]
     return float(torch.cat(vals).mean())
 
