@@ -3,26 +3,30 @@
 Run from the repo root with ComfyUI's interpreter (ComfyUI is found through ``COMFYUI_PATH``, default
 ``/opt/comfyui``)::
 
-    OMP_NUM_THREADS=2 /opt/comfyui/.venv/bin/python benchmarks/comfyui_benchmark.py [--steps 30] [--videos 4]
+    OMP_NUM_THREADS=2 /opt/comfyui/.venv/bin/python benchmarks/comfyui_benchmark.py [--steps 30] [--videos 4] [--sampler uni_pc]
 
 Prints one table and writes ``out/comfyui_benchmark/comfyui_benchmark.json``. Everything runs in this process,
 without a server, through ComfyUI's own code, the way the example workflow wires it:
 UNETLoader (``comfy.sd.load_diffusion_model`` on the test-bed checkpoint) -> ModelSamplingSD3 shift 3.0 ->
-[method's model patch] -> CFGGuider (the test bed's SAMPLE_CFG) with the test-bed conditioning -> BasicScheduler simple ->
+[method's model patch] -> CFGGuider (the test bed's SAMPLE_CFG) with the test-bed conditioning -> BasicScheduler simple
+(adjusted as KSampler adjusts it for the sampler: uni_pc drops the penultimate sigma of one step more) ->
 RandomNoise -> ``guider.sample(...)`` (what SamplerCustomAdvanced calls, minus its preview callback) ->
 RhymeFlow Test-bed Decode. ComfyUI's nodes are called through their own ``execute``/``patch`` functions; the
 pack is imported the way ComfyUI imports it (a package from the repo root's ``__init__.py``).
 
-Rows, all on the same seeds:
-- dense euler at ``--steps`` (KSamplerSelect "euler"): the reference;
-- RhymeFlow: Projection Patch (kv) + Async Sampler, presets paper and fast, semantic keyframes, ``--budget``;
-- RhymeFlow Accelerate (the drop-in MODEL node) with ``preset=target`` at each ``--targets`` speed-up, sampled by
-  euler: the target knob's schedule (paper strides on thinned steps; see ``rhymeflow_core.presets.target_schedule``);
-- EasyCache (ComfyUI's core node, ``comfy_extras.nodes_easycache``) with euler at each ``--easycache``
+Rows, all on the same seeds, every one sampled by ``--sampler`` (KSamplerSelect; default euler, the Wan templates'
+own is uni_pc):
+- dense at ``--steps``: the reference;
+- RhymeFlow: Projection Patch (kv) + Async Sampler, presets paper and fast, semantic keyframes, ``--budget`` (only
+  with euler: the Async Sampler is its own sampler, euler or ab2 on keyframes, so under another ``--sampler`` it
+  would not be the same graph);
+- RhymeFlow Accelerate (the drop-in MODEL node) with ``preset=target`` at each ``--targets`` speed-up: the target
+  knob's schedule (paper strides on thinned steps; see ``rhymeflow_core.presets.target_schedule``);
+- EasyCache (ComfyUI's core node, ``comfy_extras.nodes_easycache``) at each ``--easycache``
   reuse threshold (start 0.15, end 0.95: the node's defaults); the steps it skipped come from its own log
   line ("EasyCache - skipped N/M steps"), as its holder is reset when sampling ends;
-- AsymRnR Token Reduction (schedule_source "testbed", the schedule calibrated on this model) with euler;
-- dense euler with k < ``--steps`` steps, k chosen so its time matches the fastest RhymeFlow row, and a sweep of
+- AsymRnR Token Reduction (schedule_source "testbed", the schedule calibrated on this model);
+- dense with k < ``--steps`` steps, k chosen so its time matches the fastest RhymeFlow row, and a sweep of
   k from N/4 to 2N/3: the honest baseline an accelerator has to beat.
 Not included: EasyCache stacked on RhymeFlow. EasyCache caches whole-latent model outputs and RhymeFlow's
 keyframe-only passes change the output's shape, so the RhymeFlow Async Sampler refuses a MODEL that carries
@@ -82,6 +86,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="EasyCache reuse_threshold per EasyCache row, 0..3 (default 0.05 0.1 0.2 0.4; 0.2 is the node's default)")
     ap.add_argument("--targets", type=float, nargs="+", default=[1.5, 2.0, 2.5, 3.0],
                     help="RhymeFlow Accelerate target_speedup per row (default 1.5 2 2.5 3)")
+    ap.add_argument("--sampler", default="euler",
+                    help="KSampler sampler_name of every row (default euler; the Wan templates use uni_pc); not ancestral or SDE")
     ap.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="the test-bed checkpoint (safetensors)")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "comfyui_benchmark", help="folder for comfyui_benchmark.json")
     args = ap.parse_args(argv)
@@ -145,6 +151,18 @@ def set_up_comfyui():
         classes = importlib.import_module(f"{PACK}.rhymeflow_core.testbed.conditioning").CLASSES
 
     return Pack
+
+
+def check_sampler(name: str) -> None:
+    """Exit with what is accepted unless ``name`` is a deterministic KSampler sampler on the scheduler's sigmas: the rows
+    compare one seed's trajectories, which stochastic samplers re-noise differently per row, and dpm_fast/dpm_adaptive
+    choose their own steps."""
+    from comfy.samplers import KSampler
+
+    excluded = ("ancestral", "sde", "seeds", "sa_solver", "ddpm", "lcm", "dpm_fast", "dpm_adaptive")
+    accepted = [s for s in KSampler.SAMPLERS if not any(x in s for x in excluded)]
+    if name not in accepted:
+        sys.exit(f"--sampler {name!r}: not a deterministic KSampler sampler; accepted: {', '.join(accepted)}")
 
 
 def asymrnr_skip_note(pack, frames: int) -> str | None:
@@ -217,29 +235,44 @@ class Bench:
     def sample(self, m: Method, job: Job):
         import comfy.model_management
         import comfy.sample
+        import torch
 
         pos, neg = self.conds[job.cls]
         guider = self.CFGGuider.execute(m.model, pos, neg, CFG).args[0]
         key = (id(m.model), m.steps)
         if key not in self.sigmas:
-            self.sigmas[key] = self.BasicScheduler.execute(m.model, SCHEDULER, m.steps, 1.0).args[0]
+            self.sigmas[key] = self.ksampler_sigmas(m.model, m.steps)
         latent = self.pack.tb.RhymeFlowTestbedEmptyLatent.execute(self.args.frames).args[0]["samples"]
         latent = comfy.sample.fix_empty_latent_channels(guider.model_patcher, latent)
         noise = self.RandomNoise.execute(job.seed).args[0]
-        out = guider.sample(noise.generate_noise({"samples": latent}), latent, m.sampler, self.sigmas[key],
-                            disable_pbar=True, seed=noise.seed)
+        with torch.inference_mode():  # as ComfyUI executes nodes (uni_pc would otherwise build an autograd graph)
+            out = guider.sample(noise.generate_noise({"samples": latent}), latent, m.sampler, self.sigmas[key],
+                                disable_pbar=True, seed=noise.seed)
         return out.to(comfy.model_management.intermediate_device())
 
     def decode(self, samples):
         frames = self.pack.tb.RhymeFlowTestbedDecode.execute({"samples": samples}).args[0]  # [T, H, W, 3]
         return frames.permute(3, 0, 1, 2)  # [3, T, H, W] for rhymeflow_core.metrics
 
+    def ksampler_sigmas(self, model, steps: int):
+        """BasicScheduler's sigmas as KSampler adjusts them for ``--sampler`` (uni_pc: one step more, the penultimate
+        sigma dropped; ``comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS``), so every row samples what the
+        templates' KSampler would; for euler they are BasicScheduler's own."""
+        import torch
+        from comfy.samplers import KSampler
+
+        if self.args.sampler not in KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS:
+            return self.BasicScheduler.execute(model, SCHEDULER, steps, 1.0).args[0]
+        longer = self.BasicScheduler.execute(model, SCHEDULER, steps + 1, 1.0).args[0]
+        return torch.cat([longer[:-2], longer[-1:]])
+
     # -- the rows
-    def euler(self):
-        return self.KSamplerSelect.execute("euler").args[0]
+    def sampler(self):
+        """``--sampler`` as KSamplerSelect gives it (every row but the Async Sampler's samples with it)."""
+        return self.KSamplerSelect.execute(self.args.sampler).args[0]
 
     def dense(self, steps: int, name: str | None = None) -> Method:
-        return Method(name or f"dense euler-{steps}", self.model, self.euler(), steps)
+        return Method(name or f"dense {self.args.sampler}-{steps}", self.model, self.sampler(), steps)
 
     def rhymeflow(self, preset: str) -> Method:
         pack, a = self.pack, self.args
@@ -260,7 +293,7 @@ class Bench:
         return Method(name, patched, sampler, a.steps, after)
 
     def accelerate(self, target: float) -> Method:
-        """The drop-in node at ``preset=target``, in front of a plain euler sampler."""
+        """The drop-in node at ``preset=target``, in front of the plain ``--sampler``."""
         a = self.args
         model = self.pack.dropin_node.execute(self.model, preset="target", target_speedup=target, strategy="semantic",
                                               budget=a.budget, context_mode="kv", warmup=5, n_small=2, n_large=3,
@@ -272,7 +305,7 @@ class Bench:
             return {"full_passes": r.full_passes, "keyframe_passes": r.keyframe_passes, "keyframes": r.keyframes,
                     "reused": r.step_map.reused_steps(), "flop_speedup": r.flop_speedup}
 
-        return Method(f"rhymeflow target {target:g}x (Accelerate + euler)", model, self.euler(), a.steps, after)
+        return Method(f"rhymeflow target {target:g}x (Accelerate + {a.sampler})", model, self.sampler(), a.steps, after)
 
     def easycache(self, threshold: float) -> Method:
         from comfy_extras.nodes_easycache import EasyCacheNode
@@ -285,7 +318,7 @@ class Bench:
             return {"skipped": lines[0][0], "of": lines[0][1]}
 
         label = f"easycache {threshold:g}" + (" (node default)" if threshold == 0.2 else "")
-        return Method(label, model, self.euler(), self.args.steps, after)
+        return Method(label, model, self.sampler(), self.args.steps, after)
 
     def asymrnr(self) -> Method:
         node = self.pack.asym.RhymeFlowAsymRnR
@@ -296,7 +329,7 @@ class Bench:
             record = self.pack.asym.last_run(model)
             return {"attention_flops_saved": record["stats"]["flops_saved_fraction"]}
 
-        return Method("asymrnr (testbed schedule)", model, self.euler(), self.args.steps, after)
+        return Method("asymrnr (testbed schedule)", model, self.sampler(), self.args.steps, after)
 
 
 # ----------------------------------------------------------------------------------------------- measuring
@@ -393,14 +426,20 @@ def main(argv: list[str] | None = None) -> None:
 
     import comfyui_version  # noqa: E402  (ComfyUI's root is on sys.path now)
 
+    check_sampler(args.sampler)
     bench = Bench(pack, args, capture)
     jobs = [Job(cls=pack.classes[i % len(pack.classes)], seed=i) for i in range(args.videos)]
     print(f"ComfyUI {comfyui_version.__version__} in-process on the CPU, torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"test-bed checkpoint {args.checkpoint.name}, ModelSamplingSD3 shift {SHIFT}, CFGGuider cfg {CFG}, "
-          f"BasicScheduler {SCHEDULER}; {args.frames} latent frames, {args.steps} steps; fidelity over {args.videos} videos, "
+          f"KSamplerSelect {args.sampler}, BasicScheduler {SCHEDULER}; {args.frames} latent frames, {args.steps} steps; fidelity over {args.videos} videos, "
           f"timing median of {args.reps} interleaved rounds")
 
-    methods = [bench.dense(args.steps), bench.rhymeflow("paper"), bench.rhymeflow("fast")]
+    methods = [bench.dense(args.steps)]
+    if args.sampler == "euler":
+        methods += [bench.rhymeflow("paper"), bench.rhymeflow("fast")]
+    else:
+        print(f"(no Async Sampler rows: it samples with its own euler/ab2 steps, not {args.sampler}; the drop-in rows are "
+              f"RhymeFlow under {args.sampler})")
     methods += [bench.accelerate(t) for t in args.targets]
     methods += [bench.easycache(t) for t in args.easycache]
     skip = asymrnr_skip_note(pack, args.frames)
@@ -416,7 +455,7 @@ def main(argv: list[str] | None = None) -> None:
     k = max(1, round(args.steps * fastest.result["seconds"] / methods[0].result["seconds"]))
     if k < args.steps:
         short = fastest.name.split(" (")[0]
-        baseline = bench.dense(k, f"dense euler-{k} @ equal time to {short}")
+        baseline = bench.dense(k, f"dense {args.sampler}-{k} @ equal time to {short}")
         measure_quality(bench, [baseline], jobs, refs)
         methods.append(baseline)
     else:
@@ -437,7 +476,7 @@ def main(argv: list[str] | None = None) -> None:
         "command": " ".join([Path(sys.executable).as_posix(), *sys.argv]),
         "comfyui": {"version": comfyui_version.__version__, "path": str(COMFYUI_ROOT), "device": "cpu"},
         "torch": torch.__version__, "threads": torch.get_num_threads(), "platform": platform.platform(),
-        "config": {"steps": args.steps, "frames": args.frames, "videos": args.videos, "reps": args.reps, "budget": args.budget,
+        "config": {"sampler": args.sampler, "steps": args.steps, "frames": args.frames, "videos": args.videos, "reps": args.reps, "budget": args.budget,
                    "easycache_thresholds": args.easycache, "easycache_start_end": [EASYCACHE_START, EASYCACHE_END],
                    "shift": SHIFT, "cfg": CFG, "scheduler": SCHEDULER, "checkpoint": str(args.checkpoint),
                    "jobs": [j.__dict__ for j in jobs], "timing_video": jobs[0].__dict__},
@@ -452,7 +491,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = [r for r in report["rows"] if r.get("flop_ratio") is not None]
     write_csv(report["rows"], args.out / "comfyui_benchmark.csv")
     if not write_plot(rows, f"ComfyUI {comfyui_version.__version__}, test bed, {args.steps} steps, {args.frames} latent frames, "
-                      f"{args.videos} videos: PSNR vs dense euler-{args.steps}", args.out / "pareto.png"):
+                      f"{args.videos} videos: PSNR vs dense {args.sampler}-{args.steps}", args.out / "pareto.png"):
         print("(matplotlib is not installed in this interpreter: no plot; draw it from the JSON with the repo's "
               "benchmarks/pareto_plot.py under a python that has it)")
     print(f"\nwrote {path} ({elapsed:.0f} s)")

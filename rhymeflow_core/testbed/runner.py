@@ -49,9 +49,10 @@ def patched_call(model: WanModel, job: Job, config: PatchConfig | None = None, t
 
 
 def run_sampler(sampler, model: WanModel, job: Job, config: PatchConfig | None = None, transformer_options: dict | None = None,
-                **sampler_kwargs) -> tuple[torch.Tensor, TestbedDenoiser, RhymeFlowHolder | None]:
-    """Final latent (sigma 0) of ``sampler(model, x, sigmas, extra_args, ...)`` started from the job's noise."""
+                sigmas: torch.Tensor | None = None, **sampler_kwargs) -> tuple[torch.Tensor, TestbedDenoiser, RhymeFlowHolder | None]:
+    """Final latent (sigma 0) of ``sampler(model, x, sigmas, extra_args, ...)`` started from the job's noise; ``sigmas``
+    defaults to the simple schedule of the job's steps and shift."""
     denoiser, extra_args, holder = patched_call(model, job, config, transformer_options)
-    sigmas = simple_sigmas(job.steps, job.shift)
+    sigmas = simple_sigmas(job.steps, job.shift) if sigmas is None else sigmas
     x = initial_noise(job) * sigmas[0]
     return sampler(denoiser, x, sigmas, extra_args, **sampler_kwargs), denoiser, holder
