@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Re-measure every figure the README quotes from the test bed, after its checkpoint changes (for instance
 # after tools/train_testbed_on_device.sh): the evaluation (into the model card), the AsymRnR schedule
-# calibrated on the new weights, the core and ComfyUI benchmarks at 30 and 50 steps with their plots, the
-# drop-in per sampler, the demo, and the screenshots and template thumbnails.
+# calibrated on the new weights, the core and ComfyUI benchmarks at 30 and 50 steps with their plots (the
+# evaluation and the ComfyUI one at 30 also under uni_pc, the Wan templates' sampler), the drop-in per
+# sampler, the demo, and the screenshots and template thumbnails.
 #
 #   bash tools/remeasure_testbed.sh            # the README's sizes: about two hours on this project's 2 cores
 #   SMOKE=1 bash tools/remeasure_testbed.sh    # tiny sizes, minutes: checks that every step still runs
@@ -30,6 +31,7 @@ if [ "$smoke" = 1 ]; then  # every command, at sizes that only prove it runs; no
   bench30=(--steps 20 --frames 6 --videos 1 --reps 1 --budget 2 --targets 1.5 --asymrnr "$schedule" --out "$logs/benchmark")
   bench50=(--steps 24 --frames 7 --videos 1 --reps 1 --budget 2 --targets 1.5 --out "$logs/benchmark")
   comfy30=(--steps 20 --frames 6 --videos 1 --reps 1 --budget 2 --targets 1.5 --easycache 0.2 --out "$logs/comfyui_benchmark")
+  comfy30u=(--sampler uni_pc "${comfy30[@]}")
   comfy50=(--steps 24 --frames 7 --videos 1 --reps 1 --budget 2 --targets 1.5 --easycache 0.2 --out "$logs/comfyui_benchmark")
   dropin=(--steps 20 --frames 6 --videos 1 --budget 2 --samplers euler --out "$logs/dropin_benchmark")
   demo=(--frames 6 --steps 20 --budget 2 --classes cat --out "$logs/demo")
@@ -40,6 +42,7 @@ else
   bench30=(--steps 30 --frames 16 --videos 4 --reps 3)
   bench50=(--steps 50 --frames 21 --videos 4 --reps 1 --targets 1.5 2 2.5 3)
   comfy30=(--steps 30 --frames 16 --videos 4 --reps 2)
+  comfy30u=(--sampler uni_pc --steps 30 --frames 16 --videos 4 --reps 2 --out out/comfyui_benchmark_uni_pc)
   comfy50=(--steps 50 --frames 16 --videos 4 --reps 1)
   dropin=()
   demo=()
@@ -64,6 +67,7 @@ step calibrate_asymrnr taskset -c 0 python3 -m rhymeflow_core.testbed.calibrate_
 
 lane1() {
   step evaluate taskset -c 0 python3 -m rhymeflow_core.testbed.evaluate "${evaluate[@]}"
+  step evaluate_uni_pc taskset -c 0 python3 -m rhymeflow_core.testbed.evaluate --sampler uni_pc "${evaluate[@]}"
   step benchmark_30 taskset -c 0 python3 benchmarks/benchmark.py "${bench30[@]}"
   keep out/benchmark/pareto_30.png pareto_30.png
   step benchmark_50 taskset -c 0 python3 benchmarks/benchmark.py "${bench50[@]}"
@@ -80,6 +84,8 @@ lane2() {
   keep out/comfyui_benchmark/pareto.png comfyui_pareto_30.png
   step comfyui_benchmark_50 taskset -c 1 "$cpy" benchmarks/comfyui_benchmark.py "${comfy50[@]}"
   keep out/comfyui_benchmark/pareto.png comfyui_pareto_50.png
+  step comfyui_benchmark_30_uni_pc taskset -c 1 "$cpy" benchmarks/comfyui_benchmark.py "${comfy30u[@]}"
+  keep out/comfyui_benchmark_uni_pc/pareto.png comfyui_pareto_30_uni_pc.png
   step dropin_benchmark taskset -c 1 "$cpy" benchmarks/dropin_benchmark.py "${dropin[@]}"
   step screenshots taskset -c 1 "$cpy" tools/screenshots.py "${shots[@]}"
 }
