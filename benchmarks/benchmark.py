@@ -56,8 +56,7 @@ from rhymeflow_core.testbed.model_io import DEFAULT_DIR, TRAIN_SHIFT, load_model
 from rhymeflow_core.testbed.runner import LATENT_SIZE, Job, run_sampler  # noqa: E402
 from rhymeflow_core.testbed.conditioning import CLASSES  # noqa: E402
 from rhymeflow_core.testbed.classifier import SceneClassifier, fit as fit_classifier  # noqa: E402
-from rhymeflow_core.testbed.evaluate import adjacent_psnr  # noqa: E402
-from rhymeflow_core.testbed.videos import VideoSpec, render_video  # noqa: E402
+from rhymeflow_core.testbed.evaluate import adjacent_psnr, heldout_data_videos  # noqa: E402
 
 from pareto_plot import write_csv, write_plot  # noqa: E402
 
@@ -315,7 +314,7 @@ def main(argv: list[str] | None = None) -> None:
             sched = ReductionSchedule.load(args.asymrnr)
             methods += [asymrnr_only(steps, sched),
                         rhymeflow(steps, "", args.budget, "kv", dims=dims, target=args.targets[-1], asymrnr=sched)]
-        data = [pseudo_vae.project(render_video(VideoSpec(j.cls, 700 + k, args.frames))[0]) for k, j in enumerate(jobs)]
+        data = heldout_data_videos(jobs, args.frames)
         data_quality = no_reference_quality(data, jobs, clf)
         print(f"\ngenerator videos of the same scenes: adjacent-frame PSNR {data_quality['adjacent_psnr']:.1f} dB, "
               f"recognised {data_quality['recognised']:.0%}")

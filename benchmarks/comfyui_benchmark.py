@@ -484,16 +484,17 @@ def main(argv: list[str] | None = None) -> None:
         "equal_time_to": fastest.name,
         "not_included": NOT_COMBINED,
         "elapsed_seconds": round(elapsed, 1),
+        "plot_title": (f"ComfyUI {comfyui_version.__version__}, test bed, {args.sampler}, {args.steps} steps, {args.frames} latent "
+                       f"frames, {args.videos} videos: PSNR vs dense {args.sampler}-{args.steps}"),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "comfyui_benchmark.json"
     path.write_text(json.dumps(report, indent=2))
     rows = [r for r in report["rows"] if r.get("flop_ratio") is not None]
     write_csv(report["rows"], args.out / "comfyui_benchmark.csv")
-    if not write_plot(rows, f"ComfyUI {comfyui_version.__version__}, test bed, {args.steps} steps, {args.frames} latent frames, "
-                      f"{args.videos} videos: PSNR vs dense {args.sampler}-{args.steps}", args.out / "pareto.png"):
-        print("(matplotlib is not installed in this interpreter: no plot; draw it from the JSON with the repo's "
-              "benchmarks/pareto_plot.py under a python that has it)")
+    if not write_plot(rows, report["plot_title"], args.out / "pareto.png"):
+        print(f"(matplotlib is not installed in this interpreter: no plot; draw it with "
+              f"python3 benchmarks/pareto_plot.py {path} {args.out / 'pareto.png'} under a python that has it)")
     print(f"\nwrote {path} ({elapsed:.0f} s)")
 
 

@@ -8,6 +8,8 @@ measured wall-clock ratio, both against mean pixel PSNR to dense of the same see
 from __future__ import annotations
 
 import csv
+import json
+import sys
 from pathlib import Path
 
 
@@ -81,3 +83,21 @@ def write_plot(rows: list[dict], title: str, path: Path) -> bool:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def main(argv: list[str]) -> None:
+    """``python3 benchmarks/pareto_plot.py BENCHMARK.json PLOT.png``: the plot from a benchmark's JSON, for runs made
+    under an interpreter without matplotlib (ComfyUI's venv often has none); the JSON carries the rows and the title."""
+    if len(argv) != 2:
+        sys.exit("usage: python3 benchmarks/pareto_plot.py BENCHMARK.json PLOT.png")
+    report = json.loads(Path(argv[0]).read_text())
+    if "plot_title" not in report:
+        sys.exit(f"{argv[0]}: no 'plot_title' (written by benchmarks/comfyui_benchmark.py since it records one)")
+    rows = [r for r in report["rows"] if r.get("flop_ratio") is not None]
+    if not write_plot(rows, report["plot_title"], Path(argv[1])):
+        sys.exit("matplotlib is not installed in this interpreter")
+    print(f"wrote {argv[1]}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -61,6 +61,9 @@ step() {  # step LOG CMD...: run, log, report the outcome on one line; a failure
 keep() {  # keep FILE NAME: copy a plot into docs/benchmark/ under NAME (full runs only)
   [ "$smoke" = 1 ] || cp "$1" "docs/benchmark/$2"
 }
+plot() {  # plot JSON NAME: a ComfyUI benchmark's plot, drawn by this python (ComfyUI's venv may lack matplotlib)
+  [ "$smoke" = 1 ] || python3 benchmarks/pareto_plot.py "$1" "docs/benchmark/$2"
+}
 rm -f "$logs/failed"
 
 step calibrate_asymrnr taskset -c 0 python3 -m rhymeflow_core.testbed.calibrate_asymrnr --out "$schedule" "${calibrate[@]}" || exit 1
@@ -81,11 +84,11 @@ lane2() {
     return 0
   fi
   step comfyui_benchmark_30 taskset -c 1 "$cpy" benchmarks/comfyui_benchmark.py "${comfy30[@]}"
-  keep out/comfyui_benchmark/pareto.png comfyui_pareto_30.png
+  plot out/comfyui_benchmark/comfyui_benchmark.json comfyui_pareto_30.png
   step comfyui_benchmark_50 taskset -c 1 "$cpy" benchmarks/comfyui_benchmark.py "${comfy50[@]}"
-  keep out/comfyui_benchmark/pareto.png comfyui_pareto_50.png
+  plot out/comfyui_benchmark/comfyui_benchmark.json comfyui_pareto_50.png
   step comfyui_benchmark_30_uni_pc taskset -c 1 "$cpy" benchmarks/comfyui_benchmark.py "${comfy30u[@]}"
-  keep out/comfyui_benchmark_uni_pc/pareto.png comfyui_pareto_30_uni_pc.png
+  plot out/comfyui_benchmark_uni_pc/comfyui_benchmark.json comfyui_pareto_30_uni_pc.png
   step dropin_benchmark taskset -c 1 "$cpy" benchmarks/dropin_benchmark.py "${dropin[@]}"
   step screenshots taskset -c 1 "$cpy" tools/screenshots.py "${shots[@]}"
 }
