@@ -8,8 +8,8 @@ Run from the repo root with ComfyUI's interpreter (ComfyUI is found through ``CO
 Prints one table and writes ``out/comfyui_benchmark/comfyui_benchmark.json``. Everything runs in this process,
 without a server, through ComfyUI's own code, the way the example workflow wires it:
 UNETLoader (``comfy.sd.load_diffusion_model`` on the test-bed checkpoint) -> ModelSamplingSD3 shift 3.0 ->
-[method's model patch] -> CFGGuider (the test bed's SAMPLE_CFG) with the test-bed conditioning -> BasicScheduler simple
-(adjusted as KSampler adjusts it for the sampler: uni_pc drops the penultimate sigma of one step more) ->
+[method's model patch] -> CFGGuider (the test bed's SAMPLE_CFG) with the test-bed conditioning -> the simple
+scheduler's sigmas as KSampler computes them for the sampler (uni_pc drops the penultimate sigma of one step more) ->
 RandomNoise -> ``guider.sample(...)`` (what SamplerCustomAdvanced calls, minus its preview callback) ->
 RhymeFlow Test-bed Decode. ComfyUI's nodes are called through their own ``execute``/``patch`` functions; the
 pack is imported the way ComfyUI imports it (a package from the repo root's ``__init__.py``).
@@ -221,11 +221,11 @@ class Method:
 class Bench:
     def __init__(self, pack, args, easycache_log: EasyCacheLog):
         import comfy.sd
-        from comfy_extras.nodes_custom_sampler import BasicScheduler, CFGGuider, KSamplerSelect, RandomNoise
+        from comfy_extras.nodes_custom_sampler import CFGGuider, KSamplerSelect, RandomNoise
         from comfy_extras.nodes_model_advanced import ModelSamplingSD3
 
         self.pack, self.args, self.log = pack, args, easycache_log
-        self.BasicScheduler, self.CFGGuider, self.KSamplerSelect, self.RandomNoise = BasicScheduler, CFGGuider, KSamplerSelect, RandomNoise
+        self.CFGGuider, self.KSamplerSelect, self.RandomNoise = CFGGuider, KSamplerSelect, RandomNoise
         unet = comfy.sd.load_diffusion_model(str(args.checkpoint))  # what UNETLoader calls
         self.model = ModelSamplingSD3().patch(unet, SHIFT)[0]
         self.conds = {c: pack.tb.RhymeFlowTestbedConditioning.execute(c).args for c in pack.classes}
@@ -255,16 +255,12 @@ class Bench:
         return frames.permute(3, 0, 1, 2)  # [3, T, H, W] for rhymeflow_core.metrics
 
     def ksampler_sigmas(self, model, steps: int):
-        """BasicScheduler's sigmas as KSampler adjusts them for ``--sampler`` (uni_pc: one step more, the penultimate
-        sigma dropped; ``comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS``), so every row samples what the
-        templates' KSampler would; for euler they are BasicScheduler's own."""
-        import torch
+        """The sigmas ComfyUI's KSampler computes for ``--sampler`` (``comfy.samplers.KSampler``: for uni_pc one step
+        more with the penultimate sigma dropped; for euler the scheduler's own), so every row samples what the
+        templates' KSampler would."""
         from comfy.samplers import KSampler
 
-        if self.args.sampler not in KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS:
-            return self.BasicScheduler.execute(model, SCHEDULER, steps, 1.0).args[0]
-        longer = self.BasicScheduler.execute(model, SCHEDULER, steps + 1, 1.0).args[0]
-        return torch.cat([longer[:-2], longer[-1:]])
+        return KSampler(model, steps, "cpu", self.args.sampler, SCHEDULER, 1.0).sigmas
 
     # -- the rows
     def sampler(self):
@@ -431,7 +427,7 @@ def main(argv: list[str] | None = None) -> None:
     jobs = [Job(cls=pack.classes[i % len(pack.classes)], seed=i) for i in range(args.videos)]
     print(f"ComfyUI {comfyui_version.__version__} in-process on the CPU, torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"test-bed checkpoint {args.checkpoint.name}, ModelSamplingSD3 shift {SHIFT}, CFGGuider cfg {CFG}, "
-          f"KSamplerSelect {args.sampler}, BasicScheduler {SCHEDULER}; {args.frames} latent frames, {args.steps} steps; fidelity over {args.videos} videos, "
+          f"KSamplerSelect {args.sampler}, KSampler's {SCHEDULER} sigmas; {args.frames} latent frames, {args.steps} steps; fidelity over {args.videos} videos, "
           f"timing median of {args.reps} interleaved rounds")
 
     methods = [bench.dense(args.steps)]

@@ -118,7 +118,7 @@ def sample_unipc(model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict 
         t = t_all[index]
         step_order = min(index, order, steps + 1 - index)  # lower order at the start (history) and the end
         last = index == steps
-        x, m_t = _update(x, history[-order:], t, step_order, variant, data_prediction, corrector=not last)
+        x, m_t = _update(x, history, t, step_order, variant, data_prediction, corrector=not last)
         if not last:
             history = (history + [(t, m_t)])[-order:]
     return x / torch.exp(_log_alpha(t_all[-1]))

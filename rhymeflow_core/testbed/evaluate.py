@@ -12,8 +12,8 @@ Run: ``python -m rhymeflow_core.testbed.evaluate`` (10-20 minutes on 2 cores). T
   and shift), pixel PSNR mean; published Wan 2.1 / HunyuanVideo figures at 40-50% of 50 steps are
   14.5-17.6 dB, so the target is 14-20 dB. Those Wan figures come from Wan's own pipeline, which samples
   with UniPC, as ComfyUI's Wan templates do (KSampler ``uni_pc``): ``--sampler uni_pc`` samples every
-  video with ComfyUI's uni_pc (``rhymeflow_core.unipc``, on the schedule KSampler gives it) instead. The table also gives the per-video means' min/median/max:
-  on this model a video either flips to another one (a cut elsewhere, another photograph: 16-19 dB)
+  video with ComfyUI's uni_pc (``rhymeflow_core.unipc``, on the schedule KSampler gives it) instead.
+  The table also gives the per-video means' min/median/max: on this model a video either flips to another one (a cut elsewhere, another photograph: 16-19 dB)
   or stays a near copy (33-39 dB), and the mean hides which.
 
 Beside them, a diagnostic (``coverage.py``): the share of sample frames that show each scene's rarer
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -44,10 +45,20 @@ from .videos import VideoSpec, render_video
 CUT_PSNR = 12.0  # dB; see the module docstring
 SENSITIVITY_RANGE = (14.0, 20.0)
 HELDOUT_SEED = 700  # first seed of the held-out generator videos (training uses seeds >= 1,000,000)
-CARD_KEYS = {"euler": "evaluation", "uni_pc": "evaluation_uni_pc"}  # where each sampler's latest evaluation is kept
-SAMPLERS = {  # name -> (sampler, schedule for n steps and a shift, how the report names it)
-    "euler": (sample_dense, simple_sigmas, "euler (sample_dense)"),
-    "uni_pc": (sample_unipc, ksampler_sigmas, "uni_pc (rhymeflow_core.unipc, KSampler's schedule)"),
+
+
+class Sampling(NamedTuple):
+    """How ``--sampler`` samples, how the report names it, and where the card keeps its latest evaluation."""
+
+    sample: Callable
+    schedule: Callable[[int, float], torch.Tensor]  # sigmas for n steps at a shift
+    text: str
+    card_key: str
+
+
+SAMPLERS = {
+    "euler": Sampling(sample_dense, simple_sigmas, "euler (sample_dense)", "evaluation"),
+    "uni_pc": Sampling(sample_unipc, ksampler_sigmas, "uni_pc (rhymeflow_core.unipc, KSampler's schedule)", "evaluation_uni_pc"),
 }
 
 
@@ -68,12 +79,12 @@ def evaluate(model, per_class: int = 4, frames: int = 16, cfg: float | None = No
     """Sample every (scene, seed) at 15/25/30/50 steps of ``sampler`` (a ``SAMPLERS`` key) and score the three targets."""
     cfg = Job.cfg if cfg is None else cfg
     shift = Job.shift if shift is None else shift
-    sample, schedule, sampler_text = SAMPLERS[sampler]
+    how = SAMPLERS[sampler]
     jobs = [Job(cls=c, seed=s, frames=frames, cfg=cfg, shift=shift) for s in range(per_class) for c in range(len(CLASSES))]
     videos: dict[int, list[torch.Tensor]] = {n: [] for n in (15, 25, 30, 50)}
     for job in jobs:
         for n in videos:
-            latent = run_sampler(sample, model, Job(**{**job.__dict__, "steps": n}), sigmas=schedule(n, shift))[0]
+            latent = run_sampler(how.sample, model, Job(**{**job.__dict__, "steps": n}), sigmas=how.schedule(n, shift))[0]
             videos[n].append(pseudo_vae.decode(latent)[0])
     clf = fit()
     hits = [clf.recognised(v, j.cls) for v, j in zip(videos[30], jobs)]
@@ -94,7 +105,7 @@ def evaluate(model, per_class: int = 4, frames: int = 16, cfg: float | None = No
                 "per_scene": scenes}
 
     return {
-        "settings": {"videos": len(jobs), "per_scene": per_class, "frames": frames, "cfg": cfg, "shift": shift, "sampler": sampler_text,
+        "settings": {"videos": len(jobs), "per_scene": per_class, "frames": frames, "cfg": cfg, "shift": shift, "sampler": how.text,
                      "seeds": f"0..{per_class - 1} per scene", "data_seeds": f"{HELDOUT_SEED}+ (held out)"},
         "recognisable": {"share": round(sum(hits) / len(hits), 3), "recognised": int(sum(hits)), "of": len(hits),
                          "mean_confidence": round(sum(conf) / len(conf), 3), "classifier_heldout_accuracy": round(clf.heldout_accuracy, 3)},
@@ -205,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     card = json.loads((folder / CARD_NAME).read_text())
     print(report(ev, card.get("previous_checkpoint") if args.sampler == "euler" else None))  # it was measured with euler
     if not args.no_write:
-        key = CARD_KEYS[args.sampler]
+        key = SAMPLERS[args.sampler].card_key
         old = card.get(key)
         if old and old["settings"] != ev["settings"]:  # same checkpoint, other settings: keep it beside the new one
             card.setdefault("earlier_evaluations", []).append(summary(old, f"this checkpoint at CFG {old['settings']['cfg']}, "
