@@ -52,7 +52,7 @@ from rhymeflow_core.flops import FAMILY_DIMS, WAN_DIMS, ModelDims, attention_sha
 from rhymeflow_core.schedule import build_step_map  # noqa: E402
 from rhymeflow_core.testbed import pseudo_vae  # noqa: E402
 from rhymeflow_core.testbed.conditioning import TEXT_TOKENS  # noqa: E402
-from rhymeflow_core.testbed.model_io import DEFAULT_DIR, TRAIN_SHIFT, load_model  # noqa: E402
+from rhymeflow_core.testbed.model_io import DEFAULT_DIR, SAMPLE_SHIFT, load_model  # noqa: E402
 from rhymeflow_core.testbed.runner import LATENT_SIZE, Job, run_sampler  # noqa: E402
 from rhymeflow_core.testbed.conditioning import CLASSES  # noqa: E402
 from rhymeflow_core.testbed.classifier import SceneClassifier, fit as fit_classifier  # noqa: E402
@@ -86,7 +86,7 @@ def rhymeflow(steps: int, preset: str, budget: int, context: str = "kv", project
     """A RhymeFlow row: a named preset, or (``target``) the target knob's schedule for this model's dims.
 
     Defaults are the Async Sampler node's (quadratic projection, Euler keyframes); the label names what differs."""
-    sigmas = simple_sigmas(steps, TRAIN_SHIFT)
+    sigmas = simple_sigmas(steps, SAMPLE_SHIFT)
     if target is not None:
         schedule = target_schedule(target, sigmas.tolist(), "wan", dims, budget, context == "kv")
         preset = f"target {target:g}x"
@@ -225,7 +225,7 @@ def analytic_wan_table(budget: int) -> list[dict]:
     rows = []
     for steps in (30, 50):
         for preset in ("paper", "balanced", "fast"):
-            sched = preset_schedule(preset, simple_sigmas(steps, TRAIN_SHIFT))
+            sched = preset_schedule(preset, simple_sigmas(steps, SAMPLE_SHIFT))
             smap = build_step_map(21, steps, sched, [round(i * 20 / (budget - 1)) for i in range(budget)])
             row = {"steps": steps, "preset": f"{preset} (Tw{sched.warmup} {sched.n_small}-{sched.n_large} M{budget})",
                    "full/key": f"{smap.full_passes()}/{smap.keyframe_passes()}"}
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
                      tokens_per_frame=(LATENT_SIZE // 2) ** 2, frames=args.frames, text_tokens=TEXT_TOKENS)
     clf = fit_classifier()
     print(f"test bed: {dims.layers} blocks, dim {dims.dim}, {model.num_heads} heads, {args.frames} latent frames x {dims.tokens_per_frame} tokens, "
-          f"CFG {Job.cfg} (cond+uncond batched), shift {TRAIN_SHIFT}; attention share of a dense pass: {attention_share(dims):.0%}; "
+          f"CFG {Job.cfg} (cond+uncond batched), shift {SAMPLE_SHIFT}; attention share of a dense pass: {attention_share(dims):.0%}; "
           f"{torch.get_num_threads()} CPU threads; fidelity over {args.videos} videos")
     report = {"dims": dims.__dict__, "threads": torch.get_num_threads(), "tables": {}, "analytic_wan": analytic_wan_table(args.budget),
               "analytic_families": families}

@@ -7,7 +7,7 @@ Run from the repo root with ComfyUI's interpreter (ComfyUI is found through ``CO
 
 Prints one table and writes ``out/comfyui_benchmark/comfyui_benchmark.json``. Everything runs in this process,
 without a server, through ComfyUI's own code, the way the example workflow wires it:
-UNETLoader (``comfy.sd.load_diffusion_model`` on the test-bed checkpoint) -> ModelSamplingSD3 shift 3.0 ->
+UNETLoader (``comfy.sd.load_diffusion_model`` on the test-bed checkpoint) -> ModelSamplingSD3 (the test bed's SAMPLE_SHIFT) ->
 [method's model patch] -> CFGGuider (the test bed's SAMPLE_CFG) with the test-bed conditioning -> the simple
 scheduler's sigmas as KSampler computes them for the sampler (uni_pc drops the penultimate sigma of one step more) ->
 RandomNoise -> ``guider.sample(...)`` (what SamplerCustomAdvanced calls, minus its preview callback) ->
@@ -60,12 +60,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.append(str(ROOT))  # after ComfyUI's root (set_up_comfyui): ComfyUI's nodes.py must win over our nodes/
 from pareto_plot import write_csv, write_plot  # noqa: E402
-from rhymeflow_core.testbed.model_io import SAMPLE_CFG, TRAIN_SHIFT  # noqa: E402  (plain constants, no pack state)
+from rhymeflow_core.testbed.model_io import SAMPLE_CFG, SAMPLE_SHIFT  # noqa: E402  (plain constants, no pack state)
 
 COMFYUI_ROOT = Path(os.environ.get("COMFYUI_PATH", "/opt/comfyui")).expanduser().resolve()
 PACK = "rhymeflow_pack"
 DEFAULT_CHECKPOINT = ROOT / "rhymeflow_core" / "testbed" / "weights" / "testbed_wan.safetensors"
-SHIFT, CFG, SCHEDULER = TRAIN_SHIFT, SAMPLE_CFG, "simple"  # the test bed's, as every benchmark samples it
+SHIFT, CFG, SCHEDULER = SAMPLE_SHIFT, SAMPLE_CFG, "simple"  # the test bed's, as every benchmark samples it
 EASYCACHE_START, EASYCACHE_END = 0.15, 0.95  # the EasyCache node's defaults
 MIN_STEPS, MIN_FRAMES, MAX_FRAMES = 10, 3, 21  # RhymeFlow's minimum steps; the test-bed latent's frame range
 NOT_COMBINED = ("EasyCache + RhymeFlow is not a row: the RhymeFlow Async Sampler refuses a MODEL that also has EasyCache "

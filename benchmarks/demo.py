@@ -24,7 +24,7 @@ from rhymeflow_core.patch import PatchConfig  # noqa: E402
 from rhymeflow_core.presets import PRESETS, preset_schedule  # noqa: E402
 from rhymeflow_core.sampler import sample_dense, sample_rhymeflow  # noqa: E402
 from rhymeflow_core.testbed import pseudo_vae  # noqa: E402
-from rhymeflow_core.testbed.model_io import DEFAULT_DIR, TRAIN_SHIFT, load_model  # noqa: E402
+from rhymeflow_core.testbed.model_io import DEFAULT_DIR, SAMPLE_SHIFT, load_model  # noqa: E402
 from rhymeflow_core.testbed.runner import Job, run_sampler  # noqa: E402
 from rhymeflow_core.testbed.conditioning import CLASSES  # noqa: E402
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     model = load_model(args.weights)
-    schedule = preset_schedule(args.preset, simple_sigmas(args.steps, TRAIN_SHIFT))
+    schedule = preset_schedule(args.preset, simple_sigmas(args.steps, SAMPLE_SHIFT))
     plan = KeyframePlan(budget=args.budget)
     rows, gif_rows, grid_rows = [], [], []
     for cls in args.class_ids:

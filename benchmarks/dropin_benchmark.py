@@ -8,8 +8,8 @@ Run from the repo root with ComfyUI's interpreter::
 
     OMP_NUM_THREADS=2 /opt/comfyui/.venv/bin/python benchmarks/dropin_benchmark.py [--steps 30] [--frames 16]
 
-Graph (the Wan 2.1 T2V template's shape on the test bed): UNETLoader (test-bed checkpoint) -> ModelSamplingSD3
-shift 3 -> [patch] -> [RhymeFlow Accelerate, preset paper, semantic keyframes] -> KSampler (``common_ksampler``,
+Graph (the Wan 2.1 T2V template's shape on the test bed): UNETLoader (test-bed checkpoint) -> ModelSamplingSD3 at
+the test bed's SAMPLE_SHIFT -> [patch] -> [RhymeFlow Accelerate, preset paper, semantic keyframes] -> KSampler (``common_ksampler``,
 scheduler simple, the test bed's CFG) -> RhymeFlow Test-bed Decode. Each row is compared with the dense run of the *same*
 graph without the Accelerate node (same sampler, same patch), so a row's PSNR is what the node costs there.
 

@@ -226,6 +226,24 @@ def test_dropin_workflows_feed_the_sampler_from_the_accelerate_node(name):
     assert fed and sorted(fed) == sorted(accelerate)
 
 
+
+TESTBED = [p for p in WORKFLOWS if "bundled test bed" in p.stem]
+CFG_WIDGET = {"CFGGuider": 0, "KSampler": 3, "KSamplerAdvanced": 4}  # where each sampler or guider keeps its CFG
+
+
+@pytest.mark.parametrize("path", TESTBED, ids=lambda p: p.stem)
+def test_testbed_workflows_sample_as_the_benchmarks_do(path):
+    """A test-bed workflow's ModelSamplingSD3 shift and CFG are the ones every figure in the README is measured at
+    (``model_io.SAMPLE_SHIFT``, ``SAMPLE_CFG``): an artist who queues it sees what the tables describe, and changing
+    the test bed's sampling settings cannot leave a workflow behind."""
+    from rhymeflow_core.testbed.model_io import SAMPLE_CFG, SAMPLE_SHIFT
+
+    nodes = json.loads(path.read_text())["nodes"]
+    shifts = [n["widgets_values"][0] for n in nodes if n["type"] == "ModelSamplingSD3"]
+    cfgs = [n["widgets_values"][CFG_WIDGET[n["type"]]] for n in nodes if n["type"] in CFG_WIDGET]
+    assert shifts and set(shifts) == {SAMPLE_SHIFT}, (path.name, shifts)
+    assert cfgs and set(cfgs) == {SAMPLE_CFG}, (path.name, cfgs)
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
 def test_workflow_structure(path):
     wf = json.loads(path.read_text())

@@ -14,7 +14,7 @@ from ..flow import simple_sigmas
 from ..patch import PatchConfig, RhymeFlowHolder, install
 from . import pseudo_vae
 from .denoiser import TestbedDenoiser
-from .model_io import SAMPLE_CFG, TRAIN_SHIFT
+from .model_io import SAMPLE_CFG, SAMPLE_SHIFT
 from .wan_dit import WanModel, apply_rope, attention
 
 LATENT_SIZE = 16  # 64 x 64 pixels (pseudo-VAE: 4 x 4 pixel patches)
@@ -27,7 +27,7 @@ class Job:
     frames: int = 16
     steps: int = 30
     cfg: float = SAMPLE_CFG
-    shift: float = TRAIN_SHIFT
+    shift: float = SAMPLE_SHIFT
     batch_cfg: bool = True  # False: cond and uncond in separate DiT calls
 
 

@@ -39,7 +39,7 @@ from ..flow import noise_latent, shift_sigma
 from . import pseudo_vae
 from .conditioning import CLASSES, class_context, null_context
 from .evaluate import as_previous
-from .model_io import CARD_NAME, CHECKPOINT_NAME, DEFAULT_DIR, SAMPLE_CFG, TRAIN_SHIFT
+from .model_io import CARD_NAME, CHECKPOINT_NAME, DEFAULT_DIR, SAMPLE_CFG, SAMPLE_SHIFT, TRAIN_SHIFT
 from .videos import FRAME_SIZE, VideoSpec, render_video
 from .wan_dit import WanConfig, WanModel
 
@@ -275,7 +275,7 @@ class Trainer:
             "loss_curve": [round(sum(self.losses[i:i + chunk]) / len(self.losses[i:i + chunk]), 4) for i in range(0, len(self.losses), chunk)],
             "heldout_loss": {"untrained" if self.init_from is None else "at_warm_start": round(self.untrained_loss, 4),
                              "trained_ema": round(heldout_loss(self.ema, self.shift), 4)},
-            "sampling": {"shift": self.shift, "cfg": SAMPLE_CFG, "scheduler": "simple", "comfyui": f"ModelSamplingSD3(shift={self.shift}) after UNETLoader"},
+            "sampling": {"shift": SAMPLE_SHIFT, "cfg": SAMPLE_CFG, "scheduler": "simple", "comfyui": f"ModelSamplingSD3(shift={SAMPLE_SHIFT}) after UNETLoader"},
         }
         if self.lineage is not None and self.lineage["previous"] is not None:
             card["previous_checkpoint"] = self.lineage["previous"]

@@ -171,7 +171,7 @@ TRY_IT_NOW = REPO_ROOT / "example_workflows" / "RhymeFlow try it now, bundled te
 
 @pytest.fixture(scope="module")
 def testbed(comfyui):
-    """The shipped test-bed checkpoint as UNETLoader loads it, after ModelSamplingSD3 at its training shift (3)."""
+    """The shipped test-bed checkpoint as UNETLoader loads it, after ModelSamplingSD3 at its sampling shift (``model_io.SAMPLE_SHIFT``)."""
     from comfy_extras.nodes_model_advanced import ModelSamplingSD3
 
     from rhymeflow_core.testbed import model_io
@@ -179,7 +179,7 @@ def testbed(comfyui):
     path = model_io.checkpoint_path()
     if not path.exists():
         pytest.skip(f"trained test-bed checkpoint {path} not present")
-    return ModelSamplingSD3().patch(comfyui.sd.load_diffusion_model(str(path)), model_io.TRAIN_SHIFT)[0]
+    return ModelSamplingSD3().patch(comfyui.sd.load_diffusion_model(str(path)), model_io.SAMPLE_SHIFT)[0]
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ import torch
 SAMPLERS = ("euler", "uni_pc", "dpmpp_2m", "res_multistep", "deis", "heun")
 STEPS = 20
 FRAMES = 9
-SHIFT = 3.0  # the test bed's training shift (flow.simple_sigmas); the Wan templates use 8 on real Wan
+SHIFT = 3.0  # for the tiny two-expert models built here; the Wan templates use 8 on real Wan
 CFG = 4.0
 MARGIN_DB = 8.0
 

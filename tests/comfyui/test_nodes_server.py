@@ -176,12 +176,13 @@ def reference(checkpoint, testbed_prompt):
     from rhymeflow_core.testbed.conditioning import CLASSES
 
     model = model_io.load_model(checkpoint)
-    cfg = float(testbed_prompt[find_node(testbed_prompt, "CFGGuider")]["inputs"]["cfg"])  # the workflow's own CFG
-    job = runner.Job(cls=CLASSES.index(CLASS), seed=SEED, frames=FRAMES, steps=STEPS, cfg=cfg, shift=3.0)
+    cfg = float(testbed_prompt[find_node(testbed_prompt, "CFGGuider")]["inputs"]["cfg"])  # the workflow's own CFG and shift
+    shift = float(testbed_prompt[find_node(testbed_prompt, "ModelSamplingSD3")]["inputs"]["shift"])
+    job = runner.Job(cls=CLASSES.index(CLASS), seed=SEED, frames=FRAMES, steps=STEPS, cfg=cfg, shift=shift)
     dense, _, _ = runner.run_sampler(sample_dense, model, job)
     sampler = testbed_prompt[find_node(testbed_prompt, "RhymeFlowAsyncSampler")]["inputs"]  # the workflow's own settings
     rf, _, holder = runner.run_sampler(sample_rhymeflow, model, job, config=PatchConfig(), plan=KeyframePlan(),
-                                       schedule=preset_schedule(sampler["preset"], simple_sigmas(STEPS, 3.0)), projection=sampler["projection"],
+                                       schedule=preset_schedule(sampler["preset"], simple_sigmas(STEPS, shift)), projection=sampler["projection"],
                                        keyframe_solver=sampler["keyframe_solver"])
     return dense, rf, holder.last_result.keyframes
 

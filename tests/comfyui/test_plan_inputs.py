@@ -9,14 +9,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-FRAMES, STEPS, SHIFT = 16, 30, 3.0
+from rhymeflow_core.testbed.model_io import SAMPLE_SHIFT as SHIFT  # the testbed fixture's ModelSamplingSD3
+
+FRAMES, STEPS = 16, 30
 
 
 def test_sigmas_are_comfyuis_for_the_scheduler_and_shift(pack_import, testbed):
     import comfy.samplers
 
     plan_inputs = pack_import("nodes.plan_inputs")
-    sampling = testbed.get_model_object("model_sampling")  # ModelSamplingSD3 at shift 3 on the test bed
+    sampling = testbed.get_model_object("model_sampling")  # ModelSamplingSD3 at SHIFT on the test bed
     for scheduler in ("simple", "beta", "normal"):
         expected = comfy.samplers.calculate_sigmas(sampling, scheduler, STEPS).tolist()
         assert plan_inputs.comfy_sigmas(scheduler, STEPS, SHIFT) == pytest.approx(expected, abs=1e-6), scheduler

@@ -50,7 +50,7 @@ def test_testbed_ksampler_uni_pc_equals_the_core_runner(pack, testbed, cls):
     with torch.inference_mode():
         out = comfy_nodes.common_ksampler(testbed, SEED, 12, CFG, "uni_pc", "simple", pos, neg, latent)[0]["samples"]
     theirs = comfy.latent_formats.Wan21().process_in(out.float())
-    job = runner.Job(cls=CLASSES.index(cls), seed=SEED, frames=FRAMES, steps=12, cfg=CFG, shift=model_io.TRAIN_SHIFT)
-    ours = runner.run_sampler(sample_unipc, model_io.load_model(), job, sigmas=ksampler_sigmas(12, model_io.TRAIN_SHIFT))[0]
+    job = runner.Job(cls=CLASSES.index(cls), seed=SEED, frames=FRAMES, steps=12, cfg=CFG, shift=model_io.SAMPLE_SHIFT)
+    ours = runner.run_sampler(sample_unipc, model_io.load_model(), job, sigmas=ksampler_sigmas(12, model_io.SAMPLE_SHIFT))[0]
     err, scale = float((theirs - ours).abs().max()), max(1.0, float(ours.abs().max()))
     assert err <= 2e-3 * scale, f"max |comfyui - core| = {err:.3g} (scale {scale:.3g})"

@@ -135,10 +135,10 @@ def test_model_sampling_is_flow(comfyui, random_fp32):
     assert isinstance(ms, comfyui.model_sampling.CONST)
     assert isinstance(ms, comfyui.model_sampling.ModelSamplingDiscreteFlow)
     assert patcher.model.model_type.name == "FLOW"
-    # WAN21_T2V's default shift; the test bed is trained and sampled at model_io.TRAIN_SHIFT (ModelSamplingSD3)
+    # WAN21_T2V's default shift; the test bed is sampled at model_io.SAMPLE_SHIFT (ModelSamplingSD3)
     assert ms.shift == pytest.approx(8.0)
     assert ms.multiplier == pytest.approx(1000.0)
-    assert model_io.TRAIN_SHIFT != ms.shift, "workflows must set the shift explicitly (ModelSamplingSD3)"
+    assert model_io.SAMPLE_SHIFT != ms.shift, "workflows must set the shift explicitly (ModelSamplingSD3)"
 
 
 # ----------------------------------------------------------------------------------------------- 2. forward
