@@ -7,9 +7,9 @@ import torch
 from rhymeflow_core.keyframes import KeyframePlan, select_keyframes
 from rhymeflow_core.metrics import psnr_per_frame
 from rhymeflow_core.sampler import sample_dense
-from rhymeflow_core.testbed import pseudo_vae
+from rhymeflow_core.testbed import imagery, pseudo_vae
 from rhymeflow_core.testbed.classifier import fit
-from rhymeflow_core.testbed.evaluate import CUT_PSNR, adjacent_psnr
+from rhymeflow_core.testbed.evaluate import CUT_PSNR, adjacent_psnr, main as evaluate_main
 from rhymeflow_core.testbed.model_io import CARD_NAME, DEFAULT_DIR, TRAIN_SHIFT, checkpoint_path, load_model
 from rhymeflow_core.testbed.runner import Job, run_sampler
 from rhymeflow_core.testbed.train import TRAIN_CONFIG, heldout_loss
@@ -100,6 +100,16 @@ def test_checkpoint_loads_and_card_matches():
     model = load_model()
     assert len(model.blocks) == card["config"]["num_layers"] and model.dim == card["config"]["dim"]
     assert checkpoint_path().stat().st_size <= 20_000_000
+    assert card["data"]["scenes"] == imagery.scenes()  # the shipped weights learned the photographs imagery.py makes
+
+
+def test_evaluation_refuses_weights_trained_on_other_photographs(tmp_path, capsys):
+    card = json.loads((DEFAULT_DIR / CARD_NAME).read_text())
+    card["data"]["scenes"]["astronaut"]["photographs"] = ["astronaut", "camera"]
+    (tmp_path / CARD_NAME).write_text(json.dumps(card))
+    with pytest.raises(SystemExit):
+        evaluate_main(["--folder", str(tmp_path), "--no-write"])
+    assert "'camera'" in capsys.readouterr().err  # the message names what the card says
 
 
 @needs_checkpoint

@@ -33,6 +33,7 @@ def test_warm_start_begins_at_the_checkpoints_loss(tmp_path):
           "--out", str(tmp_path), "--state", str(tmp_path / "state.pt")])
     card, shipped = json.loads((tmp_path / CARD_NAME).read_text()), load_card()
     assert card["training"]["init_from"] == str(checkpoint_path())
+    assert card["data"]["scenes"] == shipped["data"]["scenes"]  # the photographs it trained on, as evaluate checks them
     assert abs(card["heldout_loss"]["at_warm_start"] - shipped["heldout_loss"]["trained_ema"]) < 0.01, card["heldout_loss"]
     before = card["training"]["before_warm_start"]  # the lineage: how the starting weights were trained
     assert (before["steps"], before["where"]) == (shipped["training"]["iters_done"], shipped["training"]["where"])

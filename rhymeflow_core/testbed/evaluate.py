@@ -34,7 +34,7 @@ from ..metrics import psnr_per_frame
 from ..flow import simple_sigmas
 from ..sampler import sample_dense
 from ..unipc import ksampler_sigmas, sample_unipc
-from . import pseudo_vae
+from . import imagery, pseudo_vae
 from .classifier import fit
 from .conditioning import CLASSES
 from .coverage import fit_photos
@@ -210,10 +210,14 @@ def main(argv: list[str] | None = None) -> None:
     from pathlib import Path
 
     folder = Path(args.folder)
+    card = json.loads((folder / CARD_NAME).read_text())
+    trained_on = card.get("data", {}).get("scenes")
+    if trained_on is not None and trained_on != imagery.scenes():
+        ap.error(f"--folder {folder}: its model card says the weights were trained on scenes {trained_on}, but "
+                 f"rhymeflow_core.testbed.imagery now makes {imagery.scenes()}; evaluate them on the data they learned")
     t0 = time.time()
     ev = evaluate(load_model(folder), args.per_scene, args.frames, args.cfg, args.shift, args.sampler)
     ev["seconds"] = round(time.time() - t0)
-    card = json.loads((folder / CARD_NAME).read_text())
     print(report(ev, card.get("previous_checkpoint") if args.sampler == "euler" else None))  # it was measured with euler
     if not args.no_write:
         key = SAMPLERS[args.sampler].card_key

@@ -24,6 +24,11 @@ SCENE_PHOTOS: dict[str, tuple[str, str]] = {
 SCENE_SPRITES: dict[str, str] = {"astronaut": "faces", "cat": "digits", "cosmos": "discs", "lab": "squares"}
 
 
+def scenes() -> dict[str, dict]:
+    """What each scene is made of, as a model card records it: weights are only judged on the data they learned."""
+    return {s: {"photographs": list(photos), "sprites": SCENE_SPRITES[s]} for s, photos in SCENE_PHOTOS.items()}
+
+
 def _needs(package: str, extra: str):
     try:
         return __import__(package)

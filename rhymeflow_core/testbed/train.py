@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..flow import noise_latent, shift_sigma
-from . import pseudo_vae
+from . import imagery, pseudo_vae
 from .conditioning import CLASSES, class_context, null_context
 from .evaluate import as_previous
 from .model_io import CARD_NAME, CHECKPOINT_NAME, DEFAULT_DIR, SAMPLE_CFG, SAMPLE_SHIFT, TRAIN_SHIFT
@@ -265,7 +265,7 @@ class Trainer:
             "data": {"generator": "rhymeflow_core.testbed.videos", "imagery": "rhymeflow_core.testbed.imagery (skimage.data photos, lfw_subset faces, sklearn digits)",
                      "pixels": f"3 x T x {FRAME_SIZE} x {FRAME_SIZE}", "latent": f"16 x T x {FRAME_SIZE // 4} x {FRAME_SIZE // 4}",
                      "frames_per_clip": f"uniform {FRAMES_RANGE[0]}..{FRAMES_RANGE[1]}", "cuts_per_clip": "0-2 at seeded frames",
-                     "train_seeds": f">= {TRAIN_SEED_BASE}", "vae": "rhymeflow_core.testbed.pseudo_vae (4x4 patches, PCA 48 -> 16, per-channel unit variance)"},
+                     "train_seeds": f">= {TRAIN_SEED_BASE}", "scenes": imagery.scenes(), "vae": "rhymeflow_core.testbed.pseudo_vae (4x4 patches, PCA 48 -> 16, per-channel unit variance)"},
             "training": {"iters_planned": self.planned, "iters_done": self.step,
                          "extensions": [f"steps {a}-{b}: warm restart at {EXTEND_PEAK}x LR, cosine to 0.1x" for a, b in self.extensions], "batch": self.batch, "lr": self.lr,
                          "schedule": "linear warm-up, cosine to 0.1x", "optimizer": "AdamW wd 0.01, grad clip 1.0", "precision": f"{'bf16 autocast' if self.autocast else 'fp32'}, fp32 weights (last stretch; each stretch's in 'where')",
