@@ -29,8 +29,9 @@ own is uni_pc):
 - dense with k < ``--steps`` steps, k chosen so its time matches the fastest RhymeFlow row, and a sweep of
   k from N/4 to 2N/3: the honest baseline an accelerator has to beat.
 Not included: EasyCache stacked on RhymeFlow. EasyCache caches whole-latent model outputs and RhymeFlow's
-keyframe-only passes change the output's shape, so the RhymeFlow Async Sampler refuses a MODEL that carries
-EasyCache (a clear error instead of a shape mismatch inside core EasyCache).
+keyframe-only passes change the output's shape, so the RhymeFlow Async Sampler and RhymeFlow Accelerate (the
+drop-in, the RhymeFlow rows under a sampler other than euler) refuse a MODEL that carries EasyCache (a clear error
+instead of a shape mismatch inside core EasyCache).
 
 Columns: wall-clock speed-up over dense (median of ``--reps`` interleaved rounds, every row once per round, on
 one video, so drifts in machine load hit all rows alike), FLOP speed-up (dense passes over the passes the row paid
@@ -68,8 +69,8 @@ DEFAULT_CHECKPOINT = ROOT / "rhymeflow_core" / "testbed" / "weights" / "testbed_
 SHIFT, CFG, SCHEDULER = SAMPLE_SHIFT, SAMPLE_CFG, "simple"  # the test bed's, as every benchmark samples it
 EASYCACHE_START, EASYCACHE_END = 0.15, 0.95  # the EasyCache node's defaults
 MIN_STEPS, MIN_FRAMES, MAX_FRAMES = 10, 3, 21  # RhymeFlow's minimum steps; the test-bed latent's frame range
-NOT_COMBINED = ("EasyCache + RhymeFlow is not a row: the RhymeFlow Async Sampler refuses a MODEL that also has EasyCache "
-                "(core EasyCache caches whole-latent outputs; keyframe-only passes change their shape).")
+NOT_COMBINED = ("EasyCache + RhymeFlow is not a row: the RhymeFlow Async Sampler and RhymeFlow Accelerate refuse a MODEL that "
+                "also has EasyCache (core EasyCache caches whole-latent outputs; keyframe-only passes change their shape).")
 
 
 # ----------------------------------------------------------------------------------------------- command line
