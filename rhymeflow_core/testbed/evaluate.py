@@ -38,7 +38,7 @@ from . import imagery, pseudo_vae
 from .classifier import fit
 from .conditioning import CLASSES
 from .coverage import fit_photos
-from .model_io import CARD_NAME, DEFAULT_DIR, load_model
+from .model_io import CARD_NAME, DEFAULT_DIR, load_card, load_model
 from .runner import Job, run_sampler
 from .videos import VideoSpec, render_video
 
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     from pathlib import Path
 
     folder = Path(args.folder)
-    card = json.loads((folder / CARD_NAME).read_text())
+    card = load_card(folder)
     trained_on = card.get("data", {}).get("scenes")
     if trained_on is not None and trained_on != imagery.scenes():
         ap.error(f"--folder {folder}: its model card says the weights were trained on scenes {trained_on}, but "
